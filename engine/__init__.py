@@ -1,0 +1,1 @@
+"""The runtime: architectures, tokenizer, chat templates, KV cache, sampling, the Python API."""

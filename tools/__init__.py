@@ -1,0 +1,1 @@
+"""The llamba command line."""
