@@ -7,6 +7,7 @@ crash, no hang, no allocation larger than the file.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import struct
@@ -177,7 +178,7 @@ class GGUFFile:
         if self.path.is_dir():
             raise FormatError("is a directory, not a GGUF file", path=shown)
         try:
-            fh = open(self.path, "rb")
+            fh = open(self.path, "rb")  # noqa: SIM115 - closed by the with below
         except OSError as e:
             raise FileNotFoundError(f"{shown}: {e.strerror}") from None
         with fh:
@@ -292,7 +293,7 @@ class GGUFFile:
             self.tensors[name] = TensorInfo(name, shape, gtype, begin, nbytes)
             spans.append((begin, nbytes, name, start))
         spans.sort()
-        for (b0, n0, name0, _), (b1, _, name1, start1) in zip(spans, spans[1:]):
+        for (b0, n0, name0, _), (b1, _, name1, start1) in zip(spans, spans[1:], strict=False):
             if b0 + n0 > b1:
                 raise cur.fail(f"tensors {name0!r} and {name1!r} overlap", start1)
 
@@ -386,10 +387,9 @@ class GGUFFile:
     def close(self) -> None:
         m = getattr(self, "_mmap", None)
         if m is not None:
-            try:
+            # views into the mapping may still be alive; the OS unmaps when they go
+            with contextlib.suppress(BufferError):
                 m.close()
-            except BufferError:
-                pass  # views into the mapping are still alive; the OS unmaps when they go
             self._mmap = None
 
     def __enter__(self) -> GGUFFile:
