@@ -1,0 +1,122 @@
+"""Self-attention over an f16 KV cache: two fused, multi-threaded calls per layer.
+
+1. `prepare_qkv`: per-head RMS norm of Q and K (optional, Gemma's QK-norm), rotary embedding,
+   and the K/V rows written into the cache as f16 — one call for all heads and tokens.
+2. `attention`: for every (token, query head), scores against the cached keys its mask
+   allows (causal, optionally a sliding window), softmax, weighted sum of cached values.
+   Grouped-query heads: query head h reads KV head h // (n_head // n_kv_head).
+
+Cache slots are positions: the key of the token at position p lives in row p, so a token at
+position p attends to rows [lo, p] with lo = max(0, p - window + 1) for a window, else 0.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .ops_f16 import f16_to_f32, f32_to_f16
+from .ops_rope import rotate_head
+
+SCRATCH_ROWS = numba.config.NUMBA_NUM_THREADS  # one score row per possible worker thread
+
+
+def score_scratch(n_ctx: int) -> np.ndarray:
+    """Scratch for `attention`: (threads, n_ctx) float32, allocated once per model."""
+    return np.empty((SCRATCH_ROWS, n_ctx), dtype=np.float32)
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _rms_norm_head(vec, weight, eps):
+    sum_sq = 0.0
+    for d in range(vec.shape[0]):
+        sum_sq += np.float64(vec[d]) * vec[d]
+    scale = np.float32(1.0 / np.sqrt(sum_sq / vec.shape[0] + eps))
+    for d in range(vec.shape[0]):
+        vec[d] = vec[d] * scale * weight[d]
+
+
+@njit(cache=True, fastmath=True, parallel=True)
+def prepare_qkv(
+    q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm, eps, q_out, k_cache, v_cache
+):
+    """Norm and rotate Q into q_out; norm, rotate and store K, store V into the cache.
+
+    q: (n, n_head * head_dim); k, v: (n, n_kv_head * head_dim)  float32, any strides
+    positions: (n,) ints, also the cache rows written
+    cos, sin: (n_pos, n_rot/2) rope tables; neox: pairing (see ops_rope)
+    q_norm, k_norm: (head_dim,) QK-norm weights, read only when use_qk_norm
+    q_out: (n, n_head, head_dim) float32
+    k_cache, v_cache: (n_kv_head, n_ctx, head_dim) uint16 (f16 bits) of this layer
+    """
+    n_head = q_out.shape[1]
+    n_kv_head, _, head_dim = k_cache.shape
+    for t in prange(q.shape[0]):
+        p = positions[t]
+        for h in range(n_head):
+            qh = q_out[t, h]  # (head_dim,)
+            qh[:] = q[t, h * head_dim : (h + 1) * head_dim]
+            if use_qk_norm:
+                _rms_norm_head(qh, q_norm, eps)
+            rotate_head(qh, cos[p], sin[p], neox)
+        kh = np.empty(head_dim, dtype=np.float32)  # (head_dim,) one key head at a time
+        for h in range(n_kv_head):
+            kh[:] = k[t, h * head_dim : (h + 1) * head_dim]
+            if use_qk_norm:
+                _rms_norm_head(kh, k_norm, eps)
+            rotate_head(kh, cos[p], sin[p], neox)
+            for d in range(head_dim):
+                k_cache[h, p, d] = f32_to_f16(kh[d])
+                v_cache[h, p, d] = f32_to_f16(v[t, h * head_dim + d])
+
+
+@njit(cache=True, fastmath=True, parallel=True)
+def attention(q, k_cache, v_cache, positions, window, scale, softcap, out, scores):
+    """out[t, h] = softmax(scale * q[t, h] · K[lo:p+1]) @ V[lo:p+1] for every token and head.
+
+    q: (n, n_head, head_dim) float32
+    k_cache, v_cache: (n_kv_head, n_ctx, head_dim) uint16 f16 bits
+    positions: (n,) ints; window: sliding window in tokens, 0 for none
+    scale: score multiplier (1/sqrt(head_dim) usually); softcap: 0, or cap * tanh(s / cap)
+    out: (n, n_head * head_dim) float32
+    scores: (threads, n_ctx) float32 scratch from score_scratch
+    """
+    n, n_head, head_dim = q.shape
+    group = n_head // k_cache.shape[0]
+    for item in prange(n * n_head):
+        t = item // n_head
+        h = item % n_head
+        kv = h // group
+        p = positions[t]
+        lo = max(0, p - window + 1) if window > 0 else 0
+        s = scores[numba.get_thread_id()]  # (n_ctx,)
+        qh = q[t, h]  # (head_dim,)
+
+        # scores and their maximum
+        peak = -np.inf
+        for j in range(lo, p + 1):
+            dot = np.float32(0.0)
+            for d in range(head_dim):
+                dot += f16_to_f32(k_cache[kv, j, d]) * qh[d]
+            dot *= scale
+            if softcap > 0:
+                dot = softcap * np.tanh(dot / softcap)
+            s[j - lo] = dot
+            peak = max(peak, dot)
+
+        # softmax weights
+        total = np.float32(0.0)
+        for j in range(p + 1 - lo):
+            e = np.exp(s[j] - peak)
+            s[j] = e
+            total += e
+        inv_total = np.float32(1.0) / total
+
+        # weighted sum of values
+        o = out[t, h * head_dim : (h + 1) * head_dim]  # (head_dim,)
+        o[:] = 0.0
+        for j in range(lo, p + 1):
+            w = s[j - lo] * inv_total
+            for d in range(head_dim):
+                o[d] += w * f16_to_f32(v_cache[kv, j, d])

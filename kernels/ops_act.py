@@ -1,0 +1,67 @@
+"""Element-wise activations of the feed-forward block and row softmax.
+
+Gated units take the gate and up projections as two (n, n_ff) arrays (often two column views
+of one fused projection output) and write act(gate) * up.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+GELU_COEF_A = 0.044715
+
+
+@njit(cache=True, fastmath=True)
+def swiglu(gate, up, out):
+    """out = silu(gate) * up, silu(g) = g / (1 + exp(-g)). All (n, n_ff) float32."""
+    for i in range(gate.shape[0]):
+        for j in range(gate.shape[1]):
+            g = gate[i, j]
+            out[i, j] = g / (np.float32(1.0) + np.exp(-g)) * up[i, j]
+
+
+@njit(cache=True, fastmath=True)
+def geglu(gate, up, out):
+    """out = gelu_tanh(gate) * up, GELU's tanh approximation (Gemma). All (n, n_ff) float32."""
+    c = np.float32(SQRT_2_OVER_PI)
+    a = np.float32(GELU_COEF_A)
+    for i in range(gate.shape[0]):
+        for j in range(gate.shape[1]):
+            g = gate[i, j]
+            gelu = (
+                np.float32(0.5)
+                * g
+                * (np.float32(1.0) + np.tanh(c * g * (np.float32(1.0) + a * g * g)))
+            )
+            out[i, j] = gelu * up[i, j]
+
+
+@njit(cache=True, fastmath=True)
+def softmax_rows(x):
+    """Numerically stable softmax of every row of x (n, m), in place."""
+    for i in range(x.shape[0]):
+        row = x[i]
+        peak = row[0]
+        for j in range(1, row.shape[0]):
+            peak = max(peak, row[j])
+        total = np.float32(0.0)
+        for j in range(row.shape[0]):
+            e = np.exp(row[j] - peak)
+            row[j] = e
+            total += e
+        inv = np.float32(1.0) / total
+        for j in range(row.shape[0]):
+            row[j] *= inv
+
+
+@njit(cache=True, fastmath=True)
+def softcap(x, cap):
+    """x = cap * tanh(x / cap) in place, for a 2-D x; Gemma-2 style logit capping."""
+    inv = np.float32(1.0) / cap
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            x[i, j] = cap * np.tanh(x[i, j] * inv)

@@ -1,0 +1,209 @@
+"""Float kernels (norms, rope, activations, f16, attention) against plain numpy references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from llamba.kernels.attention import attention, prepare_qkv, score_scratch
+from llamba.kernels.ops_act import geglu, softcap, softmax_rows, swiglu
+from llamba.kernels.ops_f16 import f16_to_f32, f32_to_f16, from_f16_bits, to_f16_bits
+from llamba.kernels.ops_norm import add_rmsnorm, postnorm_add_rmsnorm, rmsnorm
+from llamba.kernels.ops_rope import rope, rope_tables
+
+RNG = np.random.default_rng(1234)
+
+
+def randn(*shape, scale=1.0):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+# ---- numpy references -------------------------------------------------------------------
+
+
+def ref_rmsnorm(x, w, eps):
+    x64 = x.astype(np.float64)
+    return (x64 / np.sqrt((x64**2).mean(-1, keepdims=True) + eps) * w).astype(np.float32)
+
+
+def ref_rope(x, positions, n_rot, base, neox):
+    """x: (n, heads, head_dim); the textbook rotation in float64."""
+    x = x.astype(np.float64).copy()
+    half = n_rot // 2
+    inv_freq = base ** (-np.arange(half) * 2.0 / n_rot)
+    theta = positions[:, None].astype(np.float64) * inv_freq  # (n, half)
+    cos, sin = np.cos(theta)[:, None, :], np.sin(theta)[:, None, :]
+    if neox:
+        a, b = x[..., :half].copy(), x[..., half:n_rot].copy()
+        x[..., :half] = a * cos - b * sin
+        x[..., half:n_rot] = a * sin + b * cos
+    else:
+        a, b = x[..., 0:n_rot:2].copy(), x[..., 1:n_rot:2].copy()
+        x[..., 0:n_rot:2] = a * cos - b * sin
+        x[..., 1:n_rot:2] = a * sin + b * cos
+    return x
+
+
+def ref_attention(q, k, v, positions, window, scale, cap):
+    """q: (n, n_head, hd); k, v: (n_kv, n_ctx, hd) float; the masked softmax per head."""
+    n, n_head, hd = q.shape
+    group = n_head // k.shape[0]
+    out = np.zeros((n, n_head, hd))
+    for t in range(n):
+        p = positions[t]
+        keys = np.arange(k.shape[1])
+        allowed = keys <= p
+        if window:
+            allowed &= p - keys < window
+        for h in range(n_head):
+            s = k[h // group].astype(np.float64) @ q[t, h].astype(np.float64) * scale
+            if cap:
+                s = cap * np.tanh(s / cap)
+            s = np.where(allowed, s, -np.inf)
+            w = np.exp(s - s.max())
+            w /= w.sum()
+            out[t, h] = w @ v[h // group].astype(np.float64)
+    return out.reshape(n, n_head * hd)
+
+
+# ---- tests ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dim", [576, 640, 7])
+def test_rmsnorm_variants(dim):
+    x, delta, w, w2 = randn(5, dim), randn(5, dim), randn(dim), randn(dim)
+    out = np.empty_like(x)
+    rmsnorm(x, w, 1e-6, out)
+    np.testing.assert_allclose(out, ref_rmsnorm(x, w, 1e-6), rtol=1e-5, atol=1e-5)
+
+    xr = x.copy()
+    add_rmsnorm(xr, delta, w, 1e-5, out)
+    np.testing.assert_allclose(xr, x + delta, rtol=1e-6)
+    np.testing.assert_allclose(out, ref_rmsnorm(x + delta, w, 1e-5), rtol=1e-5, atol=1e-5)
+
+    xr = x.copy()
+    postnorm_add_rmsnorm(xr, delta, w2, w, 1e-6, out)
+    want_x = x + ref_rmsnorm(delta, w2, 1e-6)
+    np.testing.assert_allclose(xr, want_x, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out, ref_rmsnorm(want_x, w, 1e-6), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("neox", [False, True])
+@pytest.mark.parametrize("head_dim,n_rot", [(64, 64), (256, 256), (96, 64)])
+def test_rope(neox, head_dim, n_rot):
+    positions = np.array([0, 1, 7, 300, 4095], dtype=np.int32)
+    x = randn(len(positions), 3, head_dim)
+    cos, sin = rope_tables(4096, n_rot, 10000.0)
+    got = x.copy()
+    rope(got, positions, cos, sin, neox)
+    np.testing.assert_allclose(got, ref_rope(x, positions, n_rot, 10000.0, neox), atol=2e-5)
+
+
+def test_rope_tables_scaling():
+    cos, sin = rope_tables(16, 8, 500000.0, freq_scale=0.25, freq_factors=np.arange(1, 5))
+    theta = np.arange(16)[:, None] * 0.25 * 500000.0 ** (-np.arange(4) / 4) / np.arange(1, 5)
+    np.testing.assert_allclose(cos, np.cos(theta), atol=1e-6)
+    np.testing.assert_allclose(sin, np.sin(theta), atol=1e-6)
+    with pytest.raises(ValueError):
+        rope_tables(16, 7, 10000.0)
+
+
+def test_gated_activations():
+    gu = randn(3, 2 * 1536, scale=3.0)
+    gate, up = gu[:, :1536], gu[:, 1536:]  # column views of one fused projection, as used
+    out = np.empty((3, 1536), dtype=np.float32)
+    g, u = gate.astype(np.float64), up.astype(np.float64)
+    swiglu(gate, up, out)
+    np.testing.assert_allclose(out, g / (1 + np.exp(-g)) * u, rtol=1e-5, atol=1e-5)
+    geglu(gate, up, out)
+    gelu = 0.5 * g * (1 + np.tanh(np.sqrt(2 / np.pi) * (g + 0.044715 * g**3)))
+    np.testing.assert_allclose(out, gelu * u, rtol=1e-5, atol=1e-5)
+
+
+def test_softmax_and_softcap():
+    x = randn(4, 1000, scale=20.0)
+    got = x.copy()
+    softmax_rows(got)
+    e = np.exp(x.astype(np.float64) - x.max(-1, keepdims=True))
+    np.testing.assert_allclose(got, e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-7)
+    got = x.copy()
+    softcap(got, np.float32(30.0))
+    np.testing.assert_allclose(got, 30 * np.tanh(x / 30.0), rtol=1e-5, atol=1e-5)
+
+
+def test_f16_conversions_match_numpy():
+    from numba import njit
+
+    @njit
+    def round_trip(x, bits, back):
+        for i in range(x.shape[0]):
+            bits[i] = f32_to_f16(x[i])
+            back[i] = f16_to_f32(bits[i])
+
+    x = np.concatenate(
+        [randn(1000, scale=100.0), np.array([0, -0.0, 1e-7, 6e-8, 65504, 7e4, np.inf, -np.inf])]
+    ).astype(np.float32)
+    bits, back = np.empty(len(x), np.uint16), np.empty(len(x), np.float32)
+    round_trip(x, bits, back)
+    np.testing.assert_array_equal(bits, to_f16_bits(x))
+    np.testing.assert_array_equal(back, from_f16_bits(bits))
+
+
+@pytest.mark.parametrize(
+    "n_head,n_kv_head,head_dim,window,cap,qk_norm,neox",
+    [
+        (9, 3, 64, 0, 0.0, False, False),  # SmolLM2's shape
+        (4, 1, 256, 5, 0.0, True, True),  # Gemma-3-270M's shape, sliding window
+        (6, 6, 32, 0, 50.0, False, True),  # no grouping, soft-capped scores
+    ],
+)
+def test_prepare_and_attention(n_head, n_kv_head, head_dim, window, cap, qk_norm, neox):
+    n_ctx, n_prev, n = 24, 9, 7  # a batch of 7 tokens after 9 cached ones
+    eps, scale = 1e-6, head_dim**-0.5
+    cos, sin = rope_tables(n_ctx, head_dim, 10000.0)
+    k_cache = np.zeros((n_kv_head, n_ctx, head_dim), np.uint16)
+    v_cache = np.zeros_like(k_cache)
+    q_norm, k_norm = randn(head_dim), randn(head_dim)
+
+    # fill the first n_prev rows as earlier calls would have
+    k_prev, v_prev = randn(n_prev, n_kv_head * head_dim), randn(n_prev, n_kv_head * head_dim)
+    q_prev = randn(n_prev, n_head * head_dim)
+    q_out = np.empty((n_prev, n_head, head_dim), np.float32)
+    pos_prev = np.arange(n_prev, dtype=np.int32)
+    args = (cos, sin, neox, q_norm, k_norm, qk_norm, eps)
+    prepare_qkv(q_prev, k_prev, v_prev, pos_prev, *args, q_out, k_cache, v_cache)
+
+    # the batch: q, k, v as column views of one fused projection output
+    qkv = randn(n, (n_head + 2 * n_kv_head) * head_dim)
+    q_dim, kv_dim = n_head * head_dim, n_kv_head * head_dim
+    q, k, v = qkv[:, :q_dim], qkv[:, q_dim : q_dim + kv_dim], qkv[:, q_dim + kv_dim :]
+    positions = np.arange(n_prev, n_prev + n, dtype=np.int32)
+    q_out = np.empty((n, n_head, head_dim), np.float32)
+    prepare_qkv(q, k, v, positions, *args, q_out, k_cache, v_cache)
+
+    # reference for the prepared tensors
+    def ref_prep(x, heads, w, pos):
+        x = x.reshape(len(pos), heads, head_dim)
+        if qk_norm:
+            x = ref_rmsnorm(x, w, eps)
+        return ref_rope(x, pos, head_dim, 10000.0, neox)
+
+    want_q = ref_prep(q, n_head, q_norm, positions)
+    np.testing.assert_allclose(q_out, want_q, rtol=1e-4, atol=1e-4)
+    all_k = ref_prep(np.concatenate([k_prev, k]), n_kv_head, k_norm, np.arange(n_prev + n))
+    all_v = np.concatenate([v_prev, v]).reshape(-1, n_kv_head, head_dim)
+    got_k = from_f16_bits(k_cache[:, : n_prev + n]).transpose(1, 0, 2)
+    np.testing.assert_allclose(got_k, all_k, rtol=2e-3, atol=2e-3)  # f16 storage
+    np.testing.assert_array_equal(v_cache[:, : n_prev + n].transpose(1, 0, 2), to_f16_bits(all_v))
+
+    out = np.full((n, q_dim), np.nan, np.float32)
+    attention(q_out, k_cache, v_cache, positions, window, scale, cap, out, score_scratch(n_ctx))
+    want = ref_attention(
+        q_out,
+        from_f16_bits(k_cache),
+        from_f16_bits(v_cache),
+        positions,
+        window,
+        scale,
+        cap,
+    )
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-5)
