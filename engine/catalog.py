@@ -124,7 +124,9 @@ def _pypi_chunks(entry: CatalogEntry, workdir: Path, say: Callable[[str], None])
                 yield chunk
 
 
-def _huggingface_chunks(entry: CatalogEntry, workdir: Path, say: Callable[[str], None]) -> ByteChunks:
+def _huggingface_chunks(
+    entry: CatalogEntry, workdir: Path, say: Callable[[str], None]
+) -> ByteChunks:
     hf = entry.huggingface
     url = f"https://huggingface.co/{hf['repo']}/resolve/main/{hf['file']}"
     say(f"downloading {url}")
@@ -219,7 +221,9 @@ def _pull_from(entry: CatalogEntry, source: str, dest: Path, say) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def resolve_model(name_or_path: str | os.PathLike | None = None, *, pull_missing: bool = True) -> Path:
+def resolve_model(
+    name_or_path: str | os.PathLike | None = None, *, pull_missing: bool = True
+) -> Path:
     """A path to a GGUF file: an existing path as given, or a catalog name (pulled if needed)."""
     catalog = load_catalog()
     if name_or_path is None:
