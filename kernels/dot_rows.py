@@ -1,0 +1,247 @@
+"""Portable row kernels: one weight row (GGUF blocks, uint8) · quantized activations.
+
+ggml's vec_dot_<w>_q8_0 / _q8_1 / _q8_K scheme in plain Numba: integer dot products per
+block, scaled in float. Used for the rows of a matrix that do not fill a SIMD tile, for
+types without a tiled kernel, and as the simplest correct path. Activations come from
+quantize_activations (xq int8 (n_in,), xd float32, xs float32 sums or int32 bsums).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from . import type_ids as T
+from .dequantize import k4_scale_min, q3_k_scale
+from .scalar import bf16_to_f32, f16_to_f32, read_f16, read_u32
+
+f32 = np.float32
+i32 = np.int32
+
+
+@njit(cache=True, inline="always")
+def dot_q4_0(w, xq, xd, xs):
+    acc = f32(0.0)
+    for b in range(xd.size):
+        o = b * 18
+        isum = i32(0)
+        for j in range(16):
+            q = i32(w[o + 2 + j])
+            isum += ((q & 0xF) - 8) * i32(xq[b * 32 + j]) + ((q >> 4) - 8) * i32(
+                xq[b * 32 + 16 + j]
+            )
+        acc += read_f16(w, o) * xd[b] * f32(isum)
+    return acc
+
+
+@njit(cache=True, inline="always")
+def dot_q4_1(w, xq, xd, xs):
+    acc = f32(0.0)
+    for b in range(xd.size):
+        o = b * 20
+        isum = i32(0)
+        for j in range(16):
+            q = i32(w[o + 4 + j])
+            isum += (q & 0xF) * i32(xq[b * 32 + j]) + (q >> 4) * i32(xq[b * 32 + 16 + j])
+        acc += read_f16(w, o) * xd[b] * f32(isum) + read_f16(w, o + 2) * xs[b]
+    return acc
+
+
+@njit(cache=True, inline="always")
+def dot_q5_0(w, xq, xd, xs):
+    acc = f32(0.0)
+    for b in range(xd.size):
+        o = b * 22
+        qh = i32(read_u32(w, o + 2))
+        isum = i32(0)
+        for j in range(16):
+            q = i32(w[o + 6 + j])
+            lo = ((q & 0xF) | (((qh >> j) & 1) << 4)) - 16
+            hi = ((q >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16
+            isum += lo * i32(xq[b * 32 + j]) + hi * i32(xq[b * 32 + 16 + j])
+        acc += read_f16(w, o) * xd[b] * f32(isum)
+    return acc
+
+
+@njit(cache=True, inline="always")
+def dot_q5_1(w, xq, xd, xs):
+    acc = f32(0.0)
+    for b in range(xd.size):
+        o = b * 24
+        qh = i32(read_u32(w, o + 4))
+        isum = i32(0)
+        for j in range(16):
+            q = i32(w[o + 8 + j])
+            lo = (q & 0xF) | (((qh >> j) & 1) << 4)
+            hi = (q >> 4) | (((qh >> (j + 16)) & 1) << 4)
+            isum += lo * i32(xq[b * 32 + j]) + hi * i32(xq[b * 32 + 16 + j])
+        acc += read_f16(w, o) * xd[b] * f32(isum) + read_f16(w, o + 2) * xs[b]
+    return acc
+
+
+@njit(cache=True, inline="always")
+def dot_q8_0(w, xq, xd, xs):
+    acc = f32(0.0)
+    for b in range(xd.size):
+        o = b * 34
+        isum = i32(0)
+        for j in range(32):
+            isum += i32(np.int8(w[o + 2 + j])) * i32(xq[b * 32 + j])
+        acc += read_f16(w, o) * xd[b] * f32(isum)
+    return acc
+
+
+@njit(cache=True, inline="always")
+def dot_q2_k(w, xq, xd, xs):
+    acc = f32(0.0)
+    for b in range(xd.size):
+        o = b * 84
+        isum = i32(0)
+        msum = i32(0)
+        for g in range(16):  # groups of 16 weights; g = n*8 + shift4*2 + half
+            n, rest = divmod(g, 8)
+            shift4, half = divmod(rest, 2)
+            sc = i32(w[o + g])
+            gsum = i32(0)
+            for k in range(16):
+                q = (i32(w[o + 16 + n * 32 + half * 16 + k]) >> (2 * shift4)) & 3
+                gsum += q * i32(xq[b * 256 + g * 16 + k])
+            isum += (sc & 0xF) * gsum
+            msum += (sc >> 4) * xs[b * 16 + g]
+        d = read_f16(w, o + 80) * xd[b]
+        dmin = read_f16(w, o + 82) * xd[b]
+        acc += d * f32(isum) - dmin * f32(msum)
+    return acc
+
+
+@njit(cache=True, inline="always")
+def dot_q3_k(w, xq, xd, xs):
+    acc = f32(0.0)
+    for b in range(xd.size):
+        o = b * 110
+        isum = i32(0)
+        for g in range(16):
+            n, rest = divmod(g, 8)
+            shift4, half = divmod(rest, 2)
+            m = 1 << (n * 4 + shift4)
+            gsum = i32(0)
+            for k in range(16):
+                li = half * 16 + k
+                q = (i32(w[o + 32 + n * 32 + li]) >> (2 * shift4)) & 3
+                if (w[o + li] & m) == 0:
+                    q -= 4
+                gsum += q * i32(xq[b * 256 + g * 16 + k])
+            isum += q3_k_scale(w, o, g) * gsum
+        acc += read_f16(w, o + 108) * xd[b] * f32(isum)
+    return acc
+
+
+@njit(cache=True, inline="always")
+def dot_q45_k(w, xq, xd, xs, has_high_bit):
+    """Q4_K (has_high_bit False) and Q5_K (True): same block apart from the qh bit plane."""
+    block = 176 if has_high_bit else 144
+    qs_at = 48 if has_high_bit else 16
+    acc = f32(0.0)
+    for b in range(xd.size):
+        o = b * block
+        isum = i32(0)
+        msum = i32(0)
+        for j in range(8):  # sub-blocks of 32: c = j // 2 picks 32 bytes, j % 2 the nibble
+            c, nib = divmod(j, 2)
+            sc, mn = k4_scale_min(w, o + 4, j)
+            ssum = i32(0)
+            for k in range(32):
+                q = (i32(w[o + qs_at + c * 32 + k]) >> (4 * nib)) & 0xF
+                if has_high_bit:
+                    q |= ((i32(w[o + 16 + k]) >> j) & 1) << 4
+                ssum += q * i32(xq[b * 256 + j * 32 + k])
+            isum += i32(sc) * ssum
+            msum += i32(mn) * (xs[b * 16 + 2 * j] + xs[b * 16 + 2 * j + 1])
+        d = read_f16(w, o) * xd[b]
+        dmin = read_f16(w, o + 2) * xd[b]
+        acc += d * f32(isum) - dmin * f32(msum)
+    return acc
+
+
+@njit(cache=True, inline="always")
+def dot_q6_k(w, xq, xd, xs):
+    acc = f32(0.0)
+    for b in range(xd.size):
+        o = b * 210
+        isum = i32(0)
+        for g in range(16):  # g = n*8 + part*2 + i: 16 weights at 128n + 32part + 16i
+            n, rest = divmod(g, 8)
+            part, i = divmod(rest, 2)
+            gsum = i32(0)
+            for k16 in range(16):
+                k = i * 16 + k16
+                ql = i32(w[o + n * 64 + (part & 1) * 32 + k]) >> (4 * (part >> 1))
+                qh = i32(w[o + 128 + n * 32 + k]) >> (2 * part)
+                q = ((ql & 0xF) | ((qh & 3) << 4)) - 32
+                gsum += q * i32(xq[b * 256 + n * 128 + part * 32 + k])
+            isum += i32(np.int8(w[o + 192 + n * 8 + part * 2 + i])) * gsum
+        acc += read_f16(w, o + 208) * xd[b] * f32(isum)
+    return acc
+
+
+@njit(cache=True)
+def dot_row(qtype, w, xq, xd, xs):
+    """One row of blocks (uint8) · one quantized activation row; float32."""
+    if qtype == T.Q4_0:
+        return dot_q4_0(w, xq, xd, xs)
+    if qtype == T.Q4_1:
+        return dot_q4_1(w, xq, xd, xs)
+    if qtype == T.Q5_0:
+        return dot_q5_0(w, xq, xd, xs)
+    if qtype == T.Q5_1:
+        return dot_q5_1(w, xq, xd, xs)
+    if qtype == T.Q8_0:
+        return dot_q8_0(w, xq, xd, xs)
+    if qtype == T.Q2_K:
+        return dot_q2_k(w, xq, xd, xs)
+    if qtype == T.Q3_K:
+        return dot_q3_k(w, xq, xd, xs)
+    if qtype == T.Q4_K:
+        return dot_q45_k(w, xq, xd, xs, False)
+    if qtype == T.Q5_K:
+        return dot_q45_k(w, xq, xd, xs, True)
+    if qtype == T.Q6_K:
+        return dot_q6_k(w, xq, xd, xs)
+    return f32(np.nan)
+
+
+@njit(cache=True, parallel=True)
+def matmul_rows(qtype, raw, xq, xd, xs, out):
+    """out[t, r] = raw[r] · activations[t]; raw (n_rows, row_bytes), out (n_tok, n_rows)."""
+    for r in prange(raw.shape[0]):
+        for t in range(xq.shape[0]):
+            out[t, r] = dot_row(qtype, raw[r], xq[t], xd[t], xs[t])
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def matmul_float_rows(w, x, out):
+    """out[t, r] = w[r] · x[t] for float32 weights (n_rows, n_in) and x (n_tok, n_in)."""
+    for r in prange(w.shape[0]):
+        for t in range(x.shape[0]):
+            acc = f32(0.0)
+            for k in range(w.shape[1]):
+                acc += w[r, k] * x[t, k]
+            out[t, r] = acc
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def matmul_half_rows(is_bf16, w, x, out):
+    """As matmul_float_rows for F16 / BF16 weights given as uint16 bits (n_rows, n_in).
+
+    x should already be rounded to the weight's half type (ggml converts activations so).
+    """
+    for r in prange(w.shape[0]):
+        for t in range(x.shape[0]):
+            acc = f32(0.0)
+            if is_bf16:
+                for k in range(w.shape[1]):
+                    acc += bf16_to_f32(w[r, k]) * x[t, k]
+            else:
+                for k in range(w.shape[1]):
+                    acc += f16_to_f32(w[r, k]) * x[t, k]
+            out[t, r] = acc
