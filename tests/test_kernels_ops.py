@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from llamba.kernels.attention import attention, prepare_qkv, score_scratch
 from llamba.kernels.ops_act import geglu, softcap, softmax_rows, swiglu
 from llamba.kernels.ops_f16 import f16_to_f32, f32_to_f16, from_f16_bits, to_f16_bits
