@@ -3,12 +3,14 @@
 A small state machine: metadata and tensor infos are declared first, then the header is
 written and tensor data is streamed in declaration order, one tensor at a time, so memory does
 not grow with model size. Output goes to a temporary file in the destination folder that is
-renamed over the target only when every declared tensor has been written.
+renamed over the target by close() (or a clean exit from `with`), and only when every declared
+tensor has been written: an error anywhere before that leaves the target as it was.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import os
 import struct
 import tempfile
@@ -20,21 +22,24 @@ import numpy as np
 
 from .errors import FormatError
 from .ggml_types import SCALAR_DTYPES, GGMLType, ggml_type, tensor_nbytes
-from .gguf_reader import MAX_DIMS, MAX_NAME_BYTES, Field, GGUFFile
+from .gguf_reader import INT64_MAX, MAX_DIMS, MAX_NAME_BYTES, SUPPORTED_VERSIONS, Field, GGUFFile
 from .keys import GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, SCALAR_FORMATS, GGUFValueType, Keys
 
 
 class WriterState(enum.Enum):
     DECLARING = "declaring"  # metadata and tensor infos may be added
-    DATA = "data"  # header written; tensor data streams in order
-    DONE = "done"
+    DATA = "data"  # header written; tensor data streams in order, then close() renames
+    DONE = "done"  # renamed over the target
+    ABORTED = "aborted"  # partial file dropped; the target is as it was
 
 
 def _infer_type(value: Any) -> tuple[GGUFValueType, GGUFValueType | None]:
     if isinstance(value, bool):
         return GGUFValueType.BOOL, None
     if isinstance(value, (int, np.integer)):
-        return (GGUFValueType.INT32 if -(2**31) <= value < 2**31 else GGUFValueType.INT64), None
+        if -(2**31) <= value < 2**31:
+            return GGUFValueType.INT32, None
+        return (GGUFValueType.INT64 if value < 2**63 else GGUFValueType.UINT64), None
     if isinstance(value, (float, np.floating)):
         return GGUFValueType.FLOAT32, None
     if isinstance(value, str):
@@ -67,6 +72,8 @@ _ARRAY_DTYPES = {
 
 
 def _encode_string(s: str) -> bytes:
+    if not isinstance(s, str):
+        raise TypeError(f"expected a str, got {type(s).__name__}")
     raw = s.encode("utf-8", errors="surrogateescape")
     return struct.pack("<Q", len(raw)) + raw
 
@@ -80,11 +87,31 @@ def _encode_value(value: Any, vtype: GGUFValueType, elem: GGUFValueType | None) 
         raise TypeError("an array value needs an element type")
     head = struct.pack("<IQ", elem, len(value))
     if elem in _ARRAY_DTYPES:
-        return head + np.asarray(value, dtype=_ARRAY_DTYPES[elem]).tobytes()
+        return head + _array_bytes(value, elem)
     if elem == GGUFValueType.STRING:
         return head + b"".join(_encode_string(s) for s in value)
     # nested arrays: each inner array carries its own element type
     return head + b"".join(_encode_value(v, elem, _infer_type(v)[1]) for v in value)
+
+
+def _array_bytes(value: Any, elem: GGUFValueType) -> bytes:
+    """Elements as little-endian bytes; integers that do not fit the type are an error, not
+    silently wrapped (numpy's astype would wrap them)."""
+    dtype = np.dtype(_ARRAY_DTYPES[elem])
+    src = np.asarray(value)
+    if src.ndim != 1:
+        raise ValueError(f"a GGUF array must be one-dimensional, got shape {src.shape}")
+    arr = src.astype(dtype) if src.size else np.empty(0, dtype)
+    if src.size and dtype.kind in "iub" and not np.array_equal(arr, src):
+        raise ValueError(f"values do not fit GGUF type {elem.name}")
+    return arr.tobytes()
+
+
+def _encode_checked(value: Any, vtype: GGUFValueType, elem: GGUFValueType | None) -> bytes:
+    try:
+        return _encode_value(value, vtype, elem)
+    except (struct.error, OverflowError) as e:
+        raise ValueError(f"value does not fit GGUF type {vtype.name}: {e}") from None
 
 
 def _pad(n: int, alignment: int) -> int:
@@ -101,10 +128,13 @@ class GGUFWriter:
     """
 
     def __init__(self, path: str | os.PathLike, alignment: int | None = None, version: int = 3):
+        if version not in SUPPORTED_VERSIONS:
+            raise ValueError(f"GGUF version {version} cannot be written (only 2 and 3)")
         self.path = Path(path)
         self.version = version
         self.state = WriterState.DECLARING
         self.fields: dict[str, tuple[GGUFValueType, GGUFValueType | None, Any]] = {}
+        self._encoded: dict[str, bytes] = {}  # key -> value type + value, checked at add()
         self.tensors: list[
             tuple[str, tuple[int, ...], GGMLType, int]
         ] = []  # name, shape, type, nbytes
@@ -129,18 +159,29 @@ class GGUFWriter:
         type: GGUFValueType | None = None,
         elem_type: GGUFValueType | None = None,
     ) -> None:
-        """Add a metadata entry; the value type is inferred when not given."""
+        """Add a metadata entry; the value type is inferred when not given.
+
+        The value is encoded now, so a value that does not fit its type fails here, not when
+        the header is written."""
         self._expect(WriterState.DECLARING, "add metadata")
         if key in self.fields:
             raise ValueError(f"duplicate metadata key {key!r}")
+        if key == Keys.General.ALIGNMENT and type is None:
+            type = GGUFValueType.UINT32
         if type is None:
             type, inferred_elem = _infer_type(value)
-            elem_type = elem_type or inferred_elem
+            if elem_type is None:  # not `or`: UINT8 is 0
+                elem_type = inferred_elem
+        type = GGUFValueType(type)
+        elem_type = None if elem_type is None else GGUFValueType(elem_type)
+        encoded = _encode_string(key) + struct.pack("<I", type)
+        encoded += _encode_checked(value, type, elem_type)
         if key == Keys.General.ALIGNMENT:
             if type != GGUFValueType.UINT32 or value <= 0 or value & (value - 1):
                 raise ValueError("general.alignment must be a uint32 power of two")
             self.alignment = int(value)
         self.fields[key] = (type, elem_type, value)
+        self._encoded[key] = encoded
 
     def add_field(self, field: Field) -> None:
         """Copy a field read from another file, keeping its exact value types."""
@@ -157,7 +198,7 @@ class GGUFWriter:
             raise ValueError(f"duplicate tensor name {name!r}")
         if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
             raise ValueError(f"tensor name {name!r} is longer than {MAX_NAME_BYTES} bytes")
-        if not 1 <= len(shape) <= MAX_DIMS or min(shape) < 1:
+        if not 1 <= len(shape) <= MAX_DIMS or min(shape) < 1 or math.prod(shape) > INT64_MAX:
             raise ValueError(f"tensor {name!r} has an invalid shape {shape}")
         self._names.add(name)
         self.tensors.append((name, shape, gtype, tensor_nbytes(gtype, shape)))
@@ -166,12 +207,7 @@ class GGUFWriter:
 
     def _header_bytes(self) -> bytes:
         parts = [GGUF_MAGIC, struct.pack("<IQQ", self.version, len(self.tensors), len(self.fields))]
-        for key, (vtype, elem, value) in self.fields.items():
-            parts += [
-                _encode_string(key),
-                struct.pack("<I", vtype),
-                _encode_value(value, vtype, elem),
-            ]
+        parts += self._encoded.values()
         offset = 0
         for name, shape, gtype, nbytes in self.tensors:
             parts += [
@@ -186,28 +222,33 @@ class GGUFWriter:
     def write_header(self) -> None:
         """Write magic, metadata and tensor infos; afterwards only tensor data may follow."""
         self._expect(WriterState.DECLARING, "write the header")
+        header = self._header_bytes()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(
             prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent
         )
         self._tmp = Path(tmp)
         self._fh = os.fdopen(fd, "wb")
-        self._fh.write(self._header_bytes())
+        try:
+            self._fh.write(header)
+        except BaseException:
+            self.abort()
+            raise
         self.state = WriterState.DATA
-        if not self.tensors:
-            self._finish()
 
     def write_tensor_data(self, name: str, data: np.ndarray | bytes | memoryview) -> None:
         """Write the next tensor's data (bytes of blocks, or a scalar-typed array)."""
         if self.state == WriterState.DECLARING:
             self.write_header()
         self._expect(WriterState.DATA, "write tensor data")
+        if self._next == len(self.tensors):
+            raise RuntimeError(f"tensor data for {name!r}: every declared tensor is written")
         expected, shape, gtype, nbytes = self.tensors[self._next]
         if name != expected:
             raise RuntimeError(f"tensor data out of order: expected {expected!r}, got {name!r}")
         if isinstance(data, np.ndarray):
             if gtype in SCALAR_DTYPES and data.dtype != np.uint8:
-                data = data.astype(SCALAR_DTYPES[gtype], copy=False)
+                data = _as_scalar_type(data, gtype)
             buf = memoryview(np.ascontiguousarray(data)).cast("B")
         else:
             buf = memoryview(data).cast("B")
@@ -218,12 +259,14 @@ class GGUFWriter:
         self._fh.write(buf)
         self._fh.write(b"\0" * _pad(nbytes, self.alignment))
         self._next += 1
-        if self._next == len(self.tensors):
-            self._finish()
 
     def _finish(self) -> None:
         self._fh.flush()
         os.fsync(self._fh.fileno())
+        # mkstemp creates the file private (0600); give it what a plain open() would
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(self._fh.fileno(), 0o666 & ~umask)
         self._fh.close()
         self._fh = None
         os.replace(self._tmp, self.path)
@@ -238,14 +281,26 @@ class GGUFWriter:
         if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
             self._tmp = None
+        if self.state != WriterState.DONE:
+            self.state = WriterState.ABORTED
 
     def close(self) -> None:
+        """Finish the file and rename it over the target; with tensor data missing, drop it."""
+        if self.state == WriterState.DONE:
+            return
+        if self.state == WriterState.ABORTED:
+            raise RuntimeError(f"file not written: the writer for {self.path.name} was aborted")
         if self.state == WriterState.DECLARING:
             self.write_header()
-        if self.state != WriterState.DONE:
+        if self._next < len(self.tensors):
             missing = [t[0] for t in self.tensors[self._next :]]
             self.abort()
             raise RuntimeError(f"file not written: no data for tensors {missing[:5]}")
+        try:
+            self._finish()
+        except BaseException:
+            self.abort()
+            raise
 
     def __enter__(self) -> GGUFWriter:
         return self
@@ -255,6 +310,19 @@ class GGUFWriter:
             self.abort()
         else:
             self.close()
+
+
+def _as_scalar_type(data: np.ndarray, gtype: GGMLType) -> np.ndarray:
+    """Convert to the tensor's element type where that keeps the meaning of the values;
+    BF16 takes only its raw uint16 bits (numpy has no bfloat16 to convert floats to)."""
+    dtype = np.dtype(SCALAR_DTYPES[gtype])
+    if gtype == GGMLType.BF16:
+        if data.dtype != dtype:
+            raise TypeError(f"BF16 data must be uint16 bits or uint8 bytes, not {data.dtype}")
+        return data
+    if not np.can_cast(data.dtype, dtype, casting="same_kind"):
+        raise TypeError(f"cannot store {data.dtype} data in a {gtype.name} tensor")
+    return data.astype(dtype, copy=False)
 
 
 def copy_gguf(
