@@ -6,8 +6,11 @@
    allows (causal, optionally a sliding window), softmax, weighted sum of cached values.
    Grouped-query heads: query head h reads KV head h // (n_head // n_kv_head).
 
-Cache slots are positions: the key of the token at position p lives in row p, so a token at
-position p attends to rows [lo, p] with lo = max(0, p - window + 1) for a window, else 0.
+The key of the token at position p lives in cache row p % rows. A full-context layer has
+rows >= n_ctx, so row = position; a sliding-window layer may keep a ring of only
+rows >= window + n_batch - 1 rows, enough that a batch never overwrites a key that one of its
+own tokens still needs. A token at position p attends to positions [lo, p], with
+lo = max(0, p - window + 1) for a window, else 0.
 """
 
 from __future__ import annotations
@@ -44,16 +47,17 @@ def prepare_qkv(
     """Norm and rotate Q into q_out; norm, rotate and store K, store V into the cache.
 
     q: (n, n_head * head_dim); k, v: (n, n_kv_head * head_dim)  float32, any strides
-    positions: (n,) ints, also the cache rows written
+    positions: (n,) ints; cache row = position % rows
     cos, sin: (n_pos, n_rot/2) rope tables; neox: pairing (see ops_rope)
     q_norm, k_norm: (head_dim,) QK-norm weights, read only when use_qk_norm
     q_out: (n, n_head, head_dim) float32
-    k_cache, v_cache: (n_kv_head, n_ctx, head_dim) uint16 (f16 bits) of this layer
+    k_cache, v_cache: (n_kv_head, rows, head_dim) uint16 (f16 bits) of this layer
     """
     n_head = q_out.shape[1]
-    n_kv_head, _, head_dim = k_cache.shape
+    n_kv_head, rows, head_dim = k_cache.shape
     for t in prange(q.shape[0]):
         p = positions[t]
+        row = p % rows
         for h in range(n_head):
             qh = q_out[t, h]  # (head_dim,)
             qh[:] = q[t, h * head_dim : (h + 1) * head_dim]
@@ -67,8 +71,8 @@ def prepare_qkv(
                 _rms_norm_head(kh, k_norm, eps)
             rotate_head(kh, cos[p], sin[p], neox)
             for d in range(head_dim):
-                k_cache[h, p, d] = f32_to_f16(kh[d])
-                v_cache[h, p, d] = f32_to_f16(v[t, h * head_dim + d])
+                k_cache[h, row, d] = f32_to_f16(kh[d])
+                v_cache[h, row, d] = f32_to_f16(v[t, h * head_dim + d])
 
 
 @njit(cache=True, fastmath=True, parallel=True)
@@ -76,14 +80,15 @@ def attention(q, k_cache, v_cache, positions, window, scale, softcap, out, score
     """out[t, h] = softmax(scale * q[t, h] · K[lo:p+1]) @ V[lo:p+1] for every token and head.
 
     q: (n, n_head, head_dim) float32
-    k_cache, v_cache: (n_kv_head, n_ctx, head_dim) uint16 f16 bits
+    k_cache, v_cache: (n_kv_head, rows, head_dim) uint16 f16 bits (see the module note)
     positions: (n,) ints; window: sliding window in tokens, 0 for none
     scale: score multiplier (1/sqrt(head_dim) usually); softcap: 0, or cap * tanh(s / cap)
     out: (n, n_head * head_dim) float32
     scores: (threads, n_ctx) float32 scratch from score_scratch
     """
     n, n_head, head_dim = q.shape
-    group = n_head // k_cache.shape[0]
+    n_kv_head, rows, _ = k_cache.shape
+    group = n_head // n_kv_head
     for item in prange(n * n_head):
         t = item // n_head
         h = item % n_head
@@ -96,9 +101,10 @@ def attention(q, k_cache, v_cache, positions, window, scale, softcap, out, score
         # scores and their maximum
         peak = -np.inf
         for j in range(lo, p + 1):
+            kr = k_cache[kv, j % rows]  # (head_dim,)
             dot = np.float32(0.0)
             for d in range(head_dim):
-                dot += f16_to_f32(k_cache[kv, j, d]) * qh[d]
+                dot += f16_to_f32(kr[d]) * qh[d]
             dot *= scale
             if softcap > 0:
                 dot = softcap * np.tanh(dot / softcap)
@@ -117,6 +123,7 @@ def attention(q, k_cache, v_cache, positions, window, scale, softcap, out, score
         o = out[t, h * head_dim : (h + 1) * head_dim]  # (head_dim,)
         o[:] = 0.0
         for j in range(lo, p + 1):
+            vr = v_cache[kv, j % rows]  # (head_dim,)
             w = s[j - lo] * inv_total
             for d in range(head_dim):
-                o[d] += w * f16_to_f32(v_cache[kv, j, d])
+                o[d] += w * f16_to_f32(vr[d])
