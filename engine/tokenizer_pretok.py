@@ -122,7 +122,7 @@ _register(
 _register("starcoder refact codeshell exaone minerva-7b mellum2", PreTokenizer(_STARCODER))
 _register("command-r smollm", PreTokenizer(_STARCODER, clean_spaces=False))
 _register(
-    "gpt-2 phi-2 jina-es jina-de gigachat jina-v2-es jina-v2-de a.x-4.0 mellum modern-bert "
+    "gpt-2 gpt2 phi-2 jina-es jina-de gigachat jina-v2-es jina-v2-de a.x-4.0 mellum modern-bert "
     "exaone4 mpt olmo jais jina-v1-en jina-v2-code roberta-bpe",
     PreTokenizer((GPT2,)),
 )
