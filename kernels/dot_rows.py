@@ -3,7 +3,7 @@
 ggml's vec_dot_<w>_q8_0 / _q8_1 / _q8_K scheme in plain Numba: integer dot products per
 block, scaled in float. Used for the rows of a matrix that do not fill a SIMD tile, for
 types without a tiled kernel, and as the simplest correct path. Activations come from
-quantize_activations (xq int8 (n_in,), xd float32, xs float32 sums or int32 bsums).
+quantize_activations (xq int8 (n_in,), xd, xs float32, xsum int32 sums or bsums).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ i32 = np.int32
 
 
 @njit(cache=True, inline="always")
-def dot_q4_0(w, xq, xd, xs):
+def dot_q4_0(w, xq, xd, xs, xsum):
     acc = f32(0.0)
     for b in range(xd.size):
         o = b * 18
@@ -35,7 +35,7 @@ def dot_q4_0(w, xq, xd, xs):
 
 
 @njit(cache=True, inline="always")
-def dot_q4_1(w, xq, xd, xs):
+def dot_q4_1(w, xq, xd, xs, xsum):
     acc = f32(0.0)
     for b in range(xd.size):
         o = b * 20
@@ -48,7 +48,7 @@ def dot_q4_1(w, xq, xd, xs):
 
 
 @njit(cache=True, inline="always")
-def dot_q5_0(w, xq, xd, xs):
+def dot_q5_0(w, xq, xd, xs, xsum):
     acc = f32(0.0)
     for b in range(xd.size):
         o = b * 22
@@ -64,7 +64,7 @@ def dot_q5_0(w, xq, xd, xs):
 
 
 @njit(cache=True, inline="always")
-def dot_q5_1(w, xq, xd, xs):
+def dot_q5_1(w, xq, xd, xs, xsum):
     acc = f32(0.0)
     for b in range(xd.size):
         o = b * 24
@@ -80,7 +80,7 @@ def dot_q5_1(w, xq, xd, xs):
 
 
 @njit(cache=True, inline="always")
-def dot_q8_0(w, xq, xd, xs):
+def dot_q8_0(w, xq, xd, xs, xsum):
     acc = f32(0.0)
     for b in range(xd.size):
         o = b * 34
@@ -92,7 +92,7 @@ def dot_q8_0(w, xq, xd, xs):
 
 
 @njit(cache=True, inline="always")
-def dot_q2_k(w, xq, xd, xs):
+def dot_q2_k(w, xq, xd, xs, xsum):
     acc = f32(0.0)
     for b in range(xd.size):
         o = b * 84
@@ -107,7 +107,7 @@ def dot_q2_k(w, xq, xd, xs):
                 q = (i32(w[o + 16 + n * 32 + half * 16 + k]) >> (2 * shift4)) & 3
                 gsum += q * i32(xq[b * 256 + g * 16 + k])
             isum += (sc & 0xF) * gsum
-            msum += (sc >> 4) * xs[b * 16 + g]
+            msum += (sc >> 4) * xsum[b * 16 + g]
         d = read_f16(w, o + 80) * xd[b]
         dmin = read_f16(w, o + 82) * xd[b]
         acc += d * f32(isum) - dmin * f32(msum)
@@ -115,7 +115,7 @@ def dot_q2_k(w, xq, xd, xs):
 
 
 @njit(cache=True, inline="always")
-def dot_q3_k(w, xq, xd, xs):
+def dot_q3_k(w, xq, xd, xs, xsum):
     acc = f32(0.0)
     for b in range(xd.size):
         o = b * 110
@@ -137,7 +137,7 @@ def dot_q3_k(w, xq, xd, xs):
 
 
 @njit(cache=True, inline="always")
-def dot_q45_k(w, xq, xd, xs, has_high_bit):
+def dot_q45_k(w, xq, xd, xs, xsum, has_high_bit):
     """Q4_K (has_high_bit False) and Q5_K (True): same block apart from the qh bit plane."""
     block = 176 if has_high_bit else 144
     qs_at = 48 if has_high_bit else 16
@@ -156,7 +156,7 @@ def dot_q45_k(w, xq, xd, xs, has_high_bit):
                     q |= ((i32(w[o + 16 + k]) >> j) & 1) << 4
                 ssum += q * i32(xq[b * 256 + j * 32 + k])
             isum += i32(sc) * ssum
-            msum += i32(mn) * (xs[b * 16 + 2 * j] + xs[b * 16 + 2 * j + 1])
+            msum += i32(mn) * (xsum[b * 16 + 2 * j] + xsum[b * 16 + 2 * j + 1])
         d = read_f16(w, o) * xd[b]
         dmin = read_f16(w, o + 2) * xd[b]
         acc += d * f32(isum) - dmin * f32(msum)
@@ -164,7 +164,7 @@ def dot_q45_k(w, xq, xd, xs, has_high_bit):
 
 
 @njit(cache=True, inline="always")
-def dot_q6_k(w, xq, xd, xs):
+def dot_q6_k(w, xq, xd, xs, xsum):
     acc = f32(0.0)
     for b in range(xd.size):
         o = b * 210
@@ -185,37 +185,37 @@ def dot_q6_k(w, xq, xd, xs):
 
 
 @njit(cache=True)
-def dot_row(qtype, w, xq, xd, xs):
+def dot_row(qtype, w, xq, xd, xs, xsum):
     """One row of blocks (uint8) · one quantized activation row; float32."""
     if qtype == T.Q4_0:
-        return dot_q4_0(w, xq, xd, xs)
+        return dot_q4_0(w, xq, xd, xs, xsum)
     if qtype == T.Q4_1:
-        return dot_q4_1(w, xq, xd, xs)
+        return dot_q4_1(w, xq, xd, xs, xsum)
     if qtype == T.Q5_0:
-        return dot_q5_0(w, xq, xd, xs)
+        return dot_q5_0(w, xq, xd, xs, xsum)
     if qtype == T.Q5_1:
-        return dot_q5_1(w, xq, xd, xs)
+        return dot_q5_1(w, xq, xd, xs, xsum)
     if qtype == T.Q8_0:
-        return dot_q8_0(w, xq, xd, xs)
+        return dot_q8_0(w, xq, xd, xs, xsum)
     if qtype == T.Q2_K:
-        return dot_q2_k(w, xq, xd, xs)
+        return dot_q2_k(w, xq, xd, xs, xsum)
     if qtype == T.Q3_K:
-        return dot_q3_k(w, xq, xd, xs)
+        return dot_q3_k(w, xq, xd, xs, xsum)
     if qtype == T.Q4_K:
-        return dot_q45_k(w, xq, xd, xs, False)
+        return dot_q45_k(w, xq, xd, xs, xsum, False)
     if qtype == T.Q5_K:
-        return dot_q45_k(w, xq, xd, xs, True)
+        return dot_q45_k(w, xq, xd, xs, xsum, True)
     if qtype == T.Q6_K:
-        return dot_q6_k(w, xq, xd, xs)
+        return dot_q6_k(w, xq, xd, xs, xsum)
     return f32(np.nan)
 
 
 @njit(cache=True, parallel=True)
-def matmul_rows(qtype, raw, xq, xd, xs, out):
+def matmul_rows(qtype, raw, xq, xd, xs, xsum, out):
     """out[t, r] = raw[r] · activations[t]; raw (n_rows, row_bytes), out (n_tok, n_rows)."""
     for r in prange(raw.shape[0]):
         for t in range(xq.shape[0]):
-            out[t, r] = dot_row(qtype, raw[r], xq[t], xd[t], xs[t])
+            out[t, r] = dot_row(qtype, raw[r], xq[t], xd[t], xs[t], xsum[t])
 
 
 @njit(cache=True, parallel=True, fastmath=True)

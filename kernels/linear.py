@@ -6,9 +6,12 @@
     get_rows(w, ids, out)                   # out (len(ids), n_in): embedding lookup
     dequantize(w), dequantize_row(w, i)     # bit-exact with the numpy reference
 
-Activations are quantized once per call to 8-bit blocks (Q8_0/Q8_1 for the 32-weight block
-types, Q8_K for k-quants) and dotted with the weight blocks in integers, scaled in float,
-as ggml's vec_dot_<w>_<q8> do; F16 / BF16 weights see activations rounded to their type.
+Weights are repacked into 16-row tiles (repack.py); the rows past the last whole tile stay
+in file layout and go through the portable row kernels. Activations are quantized once per
+call to 8-bit blocks (Q8_0/Q8_1 for the 32-weight block types, Q8_K for k-quants) and dotted
+with the weight codes in integers, scaled in float, as ggml's vec_dot_<w>_<q8> do; F16/BF16
+weights see activations rounded to their type. `isa` selects the instruction-set path
+("avx512vnni", "avx2", "portable"); None takes the best this CPU runs.
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ..formats.ggml_types import QK_K, TYPE_INFO, GGMLType, ggml_type, row_nbytes
-from .dequantize import dequantize_rows_blocks, dequantize_rows_half
+from ..formats.ggml_types import TYPE_INFO, GGMLType, ggml_type, row_nbytes
+from .cpu_features import isa_token
+from .dequantize import dequantize_rows_half
 from .dot_rows import matmul_float_rows, matmul_half_rows, matmul_rows
-from .quantize_activations import quantize_activations
+from .quantize_activations import Activations, quantize_activations
+from .repack import TILE, Tiles, dequantize_tiled_rows, layout_table, tile_blocks
+from .tiled import FLOAT_BF16, FLOAT_F16, FLOAT_F32, matmul_float_tiles, matmul_tiles
 
 BLOCK_TYPES = (
     GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0,
@@ -28,10 +34,12 @@ BLOCK_TYPES = (
 FLOAT_TYPES = (GGMLType.F32, GGMLType.F16, GGMLType.BF16)
 SUPPORTED_TYPES = BLOCK_TYPES + FLOAT_TYPES
 K_QUANTS = (GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K)
+_FLOAT_KIND = {GGMLType.F32: FLOAT_F32, GGMLType.F16: FLOAT_F16, GGMLType.BF16: FLOAT_BF16}
+_FLOAT_DTYPE = {GGMLType.F32: np.float32, GGMLType.F16: np.uint16, GGMLType.BF16: np.uint16}
 
 
 def set_num_threads(n: int) -> None:
-    """Threads used by every kernel (Numba's thread pool; at most the number it started with)."""
+    """Threads used by every kernel (Numba's pool; at most the number it started with)."""
     numba.set_num_threads(int(n))
 
 
@@ -42,29 +50,37 @@ def get_num_threads() -> int:
 class PackedWeight:
     """One weight matrix (n_out rows of n_in weights) in the form the kernels read.
 
-    Block types keep ggml's blocks; float types keep (n_out, n_in) arrays (F16/BF16 as uint16
-    bits). `nbytes` is the memory the weight holds, never more than the file's bytes.
+    Block types: `tiles` (repack.Tiles). Float types: `float_tiles` (n_tiles, n_in, 16)
+    float32 / uint16 bits and `float_tail` (n_out % 16, n_in). `nbytes` equals the file's.
     """
 
-    __slots__ = ("ggml_type", "n_out", "n_in", "blocks", "values")
+    __slots__ = ("ggml_type", "n_out", "n_in", "tiles", "float_tiles", "float_tail", "_table")
 
-    def __init__(self, ggml_type, n_out, n_in, blocks=None, values=None):
+    def __init__(self, ggml_type, n_out, n_in, tiles=None, float_tiles=None, float_tail=None):
         self.ggml_type = ggml_type
         self.n_out = n_out
         self.n_in = n_in
-        self.blocks = blocks  # (n_out, row_bytes) uint8, for block types
-        self.values = values  # (n_out, n_in) float32 or uint16 bits, for float types
+        self.tiles = tiles
+        self.float_tiles = float_tiles
+        self.float_tail = float_tail
+        self._table = layout_table(ggml_type) if tiles is not None else None
+
+    @property
+    def n_tiles(self) -> int:
+        return self.n_out // TILE
 
     @property
     def nbytes(self) -> int:
-        return int((self.blocks if self.blocks is not None else self.values).nbytes)
+        if self.tiles is not None:
+            return self.tiles.nbytes
+        return int(self.float_tiles.nbytes + self.float_tail.nbytes)
 
     def __repr__(self) -> str:
         return f"PackedWeight({self.ggml_type.name}, n_out={self.n_out}, n_in={self.n_in})"
 
 
 def pack_weight(raw: np.ndarray, ggml_type_: int | str | GGMLType, n_in: int) -> PackedWeight:
-    """The packed form of one weight matrix.
+    """The packed (tiled) form of one weight matrix; raw is not kept.
 
     raw: (n_out, row_bytes) uint8 GGUF blocks (a zero-copy view is fine), or for F32/F16/BF16
     a (n_out, n_in) array of float32 / float16 / uint16 (bf16 bits) or its uint8 bytes.
@@ -84,16 +100,20 @@ def pack_weight(raw: np.ndarray, ggml_type_: int | str | GGMLType, n_in: int) ->
                 f"{t.name} weight of {n_in} per row must be uint8 (n_out, {n_bytes}), "
                 f"got {raw.dtype} {raw.shape}"
             )
-        return PackedWeight(t, n_out, n_in, blocks=np.ascontiguousarray(raw))
-    want = {GGMLType.F32: np.float32, GGMLType.F16: np.uint16, GGMLType.BF16: np.uint16}[t]
+        return PackedWeight(t, n_out, n_in, tiles=tile_blocks(raw, t))
+    want = _FLOAT_DTYPE[t]
     if raw.dtype == np.uint8 and raw.shape[1] == n_bytes:
         raw = np.ascontiguousarray(raw).view(want)
     elif t == GGMLType.F16 and raw.dtype == np.float16:
         raw = raw.view(np.uint16)
     if raw.dtype != want or raw.shape[1] != n_in:
-        raise ValueError(f"{t.name} weight must be (n_out, {n_in}) {np.dtype(want)}, got "
-                         f"{raw.dtype} {raw.shape}")  # fmt: skip
-    return PackedWeight(t, n_out, n_in, values=np.ascontiguousarray(raw))
+        raise ValueError(
+            f"{t.name} weight must be (n_out, {n_in}) {np.dtype(want)}, got {raw.dtype} {raw.shape}"
+        )
+    n_tiled = n_out // TILE * TILE
+    tiles = np.ascontiguousarray(raw[:n_tiled].reshape(-1, TILE, n_in).transpose(0, 2, 1))
+    tail = np.array(raw[n_tiled:], copy=True)
+    return PackedWeight(t, n_out, n_in, float_tiles=tiles, float_tail=tail)
 
 
 def _round_to_half(x: np.ndarray, t: GGMLType) -> np.ndarray:
@@ -105,35 +125,57 @@ def _round_to_half(x: np.ndarray, t: GGMLType) -> np.ndarray:
     return np.where(np.isnan(x), x, rounded.view(np.float32))
 
 
+def quantize_input(w: PackedWeight, x: np.ndarray) -> Activations | np.ndarray:
+    """x (n_tok, n_in) in the form w's kernels take; reuse it for weights of the same family."""
+    t = w.ggml_type
+    if t == GGMLType.F32:
+        return x
+    if t in FLOAT_TYPES:
+        return _round_to_half(x, t)
+    return quantize_activations(x, t in K_QUANTS)
+
+
 def _check_matmul(w: PackedWeight, x: np.ndarray, out: np.ndarray) -> None:
     if x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != w.n_in or not x.flags.c_contiguous:
         raise ValueError(
             f"X must be C-contiguous float32 (n_tok, {w.n_in}), got {x.dtype} {x.shape}"
         )
-    if out.dtype != np.float32 or out.shape != (x.shape[0], w.n_out):
+    if out.dtype != np.float32 or out.shape != (x.shape[0], w.n_out) or not out.flags.c_contiguous:
         raise ValueError(
-            f"out must be float32 {(x.shape[0], w.n_out)}, got {out.dtype} {out.shape}"
+            f"out must be C-contiguous float32 {(x.shape[0], w.n_out)}, got {out.dtype} {out.shape}"
         )
 
 
-def matmul(w: PackedWeight, x: np.ndarray, out: np.ndarray) -> None:
+def matmul(w: PackedWeight, x: np.ndarray, out: np.ndarray, isa: str | None = None) -> None:
     """out[t] = W @ x[t] for every token; x (n_tok, n_in) float32, out (n_tok, n_out) float32."""
     _check_matmul(w, x, out)
+    token = isa_token(isa)
     t = w.ggml_type
-    if t == GGMLType.F32:
-        matmul_float_rows(w.values, x, out)
-    elif t in FLOAT_TYPES:
-        matmul_half_rows(t == GGMLType.BF16, w.values, _round_to_half(x, t), out)
-    else:
-        xq, xd, xs = quantize_activations(x, t in K_QUANTS)
-        matmul_rows(int(t), w.blocks, xq, xd, xs, out)
+    n_tiled = w.n_tiles * TILE
+    tail_out = out[:, n_tiled:]
+    xin = quantize_input(w, x)
+    if t in FLOAT_TYPES:
+        matmul_float_tiles(_FLOAT_KIND[t], w.n_tiles, w.float_tiles.reshape(-1), xin, out)
+        if w.float_tail.shape[0]:
+            if t == GGMLType.F32:
+                matmul_float_rows(w.float_tail, xin, tail_out)
+            else:
+                matmul_half_rows(t == GGMLType.BF16, w.float_tail, xin, tail_out)
+        return
+    tiles: Tiles = w.tiles
+    xq32 = xin.xq.view(np.int32)
+    matmul_tiles(token, int(t), w.n_tiles, tiles.quants.reshape(-1), tiles.scales.reshape(-1),
+                 tiles.halves.reshape(-1), w.n_in // TYPE_INFO[t].block_size, xq32, xin.xd,
+                 xin.xs, xin.xsum, out)  # fmt: skip
+    if tiles.tail.shape[0]:
+        matmul_rows(int(t), tiles.tail, xin.xq, xin.xd, xin.xs, xin.xsum, tail_out)
 
 
-def matvec(w: PackedWeight, x: np.ndarray, out: np.ndarray) -> None:
+def matvec(w: PackedWeight, x: np.ndarray, out: np.ndarray, isa: str | None = None) -> None:
     """out = W @ x; x (n_in,) float32, out (n_out,) float32."""
     if x.ndim != 1 or out.ndim != 1:
         raise ValueError(f"matvec takes 1-D x and out, got {x.shape} and {out.shape}")
-    matmul(w, x.reshape(1, -1), out.reshape(1, -1))
+    matmul(w, x.reshape(1, -1), out.reshape(1, -1), isa)
 
 
 def get_rows(w: PackedWeight, ids: np.ndarray, out: np.ndarray) -> None:
@@ -147,12 +189,22 @@ def get_rows(w: PackedWeight, ids: np.ndarray, out: np.ndarray) -> None:
         raise IndexError(f"row ids must be in [0, {w.n_out}), got {ids.min()}..{ids.max()}")
     ids = ids.astype(np.int64)
     t = w.ggml_type
-    if t == GGMLType.F32:
-        out[:] = w.values[ids]
-    elif t in FLOAT_TYPES:
-        dequantize_rows_half(t == GGMLType.BF16, w.values, ids, out)
-    else:
-        dequantize_rows_blocks(int(t), w.blocks, ids, out)
+    n_tiled = w.n_tiles * TILE
+    if t in FLOAT_TYPES:
+        rows = np.empty((ids.size, w.n_in), _FLOAT_DTYPE[t])
+        tiled = ids < n_tiled
+        rows[tiled] = w.float_tiles[ids[tiled] // TILE, :, ids[tiled] % TILE]
+        rows[~tiled] = w.float_tail[ids[~tiled] - n_tiled]
+        if t == GGMLType.F32:
+            out[:] = rows
+        else:
+            dequantize_rows_half(t == GGMLType.BF16, rows, np.arange(ids.size), out)
+        return
+    tiles: Tiles = w.tiles
+    info = TYPE_INFO[t]
+    dequantize_tiled_rows(int(t), n_tiled, w.n_in // info.block_size, info.type_size,
+                          tiles.quants.reshape(-1), tiles.scales.reshape(-1),
+                          tiles.halves.reshape(-1), w._table, tiles.tail, ids, out)  # fmt: skip
 
 
 def dequantize(w: PackedWeight) -> np.ndarray:
@@ -167,6 +219,3 @@ def dequantize_row(w: PackedWeight, row: int) -> np.ndarray:
     out = np.empty((1, w.n_in), np.float32)
     get_rows(w, np.array([row]), out)
     return out[0]
-
-
-assert TYPE_INFO[GGMLType.Q4_K].block_size == QK_K

@@ -1,0 +1,51 @@
+"""Which instruction-set path the kernels take on this CPU (from the features LLVM reports)."""
+
+from __future__ import annotations
+
+import functools
+
+import llvmlite.binding as llvm
+
+from .simd import AVX2, AVX512_VNNI, ISA_NAMES, ISA_TOKENS, PORTABLE, Isa
+
+# CPU features each path compiles to; PORTABLE needs none
+REQUIRED_FEATURES = {
+    AVX512_VNNI: ("avx512f", "avx512bw", "avx512vnni", "avx2", "fma", "f16c"),
+    AVX2: ("avx2", "fma", "f16c"),
+    PORTABLE: (),
+}
+
+
+@functools.cache
+def host_features() -> frozenset[str]:
+    """The CPU features of this machine that LLVM enables ("avx2", "avx512vnni", ...)."""
+    return frozenset(name for name, on in llvm.get_host_cpu_features().items() if on)
+
+
+def available_isas() -> tuple[str, ...]:
+    """The instruction-set paths this machine can run, fastest first."""
+    have = host_features()
+    return tuple(
+        name
+        for name in (AVX512_VNNI, AVX2, PORTABLE)
+        if all(f in have for f in REQUIRED_FEATURES[name])
+    )
+
+
+def best_isa() -> str:
+    return available_isas()[0]
+
+
+def isa_token(name: str | None = None) -> Isa:
+    """The token selecting a path: `name` if given (checked against this CPU), else the best."""
+    if name is None:
+        return ISA_TOKENS[best_isa()]
+    if name not in ISA_NAMES:
+        raise ValueError(f"unknown instruction set {name!r}; known: {', '.join(ISA_NAMES)}")
+    if name not in available_isas():
+        raise ValueError(
+            f"this CPU cannot run the {name} path (it lacks "
+            f"{', '.join(f for f in REQUIRED_FEATURES[name] if f not in host_features())}); "
+            f"available: {', '.join(available_isas())}"
+        )
+    return ISA_TOKENS[name]
