@@ -37,8 +37,11 @@ class ReferenceModel:
             self._cache[name] = w
         return w
 
-    def forward(self, tokens: list[int]) -> np.ndarray:
-        """Logits (n, n_vocab) of every position for tokens at positions 0..n-1."""
+    def forward(self, tokens: list[int], kv_f16: bool = True) -> np.ndarray:
+        """Logits (n, n_vocab) of every position for tokens at positions 0..n-1.
+
+        kv_f16: round keys and values to float16, as a KV cache stores them.
+        """
         gemma = self.arch == "gemma3"
         dim = int(self.get("{arch}.embedding_length"))
         n_layer = int(self.get("{arch}.block_count"))
@@ -81,6 +84,9 @@ class ReferenceModel:
                 q, k = norm(q, p + "attn_q_norm.weight"), norm(k, p + "attn_k_norm.weight")
             theta_base = 10000.0 if sliding else base
             q, k = rope(q, theta_base), rope(k, theta_base)
+            if kv_f16:
+                k = k.astype(np.float16).astype(np.float64)
+                v = v.astype(np.float16).astype(np.float64)
             mask = pos[None, :] <= pos[:, None]  # (query, key)
             if sliding:
                 mask &= pos[:, None] - pos[None, :] < window
