@@ -49,6 +49,15 @@ _NUMPY_ELEM = {
 }
 
 
+class TypedList(list):
+    """A GGUF array of strings or of arrays, read as a list that remembers its element type,
+    so that writing it back keeps the type even when the list is empty."""
+
+    def __init__(self, items=(), elem_type: GGUFValueType | None = None):
+        super().__init__(items)
+        self.elem_type = elem_type
+
+
 @dataclass(frozen=True)
 class Field:
     """One metadata entry, with the value types needed to write it back unchanged."""
@@ -164,9 +173,9 @@ def _read_value(cur: _Cursor, vtype: GGUFValueType, key: str, depth: int = 0):
         cur.pos += nbytes
         return arr, elem
     if elem == GGUFValueType.STRING:
-        return [cur.string(f"string in array {key!r}") for _ in range(n)], elem
+        return TypedList((cur.string(f"string in array {key!r}") for _ in range(n)), elem), elem
     # nested arrays
-    return [_read_value(cur, elem, key, depth + 1)[0] for _ in range(n)], elem
+    return TypedList((_read_value(cur, elem, key, depth + 1)[0] for _ in range(n)), elem), elem
 
 
 class GGUFFile:

@@ -22,7 +22,15 @@ import numpy as np
 
 from .errors import FormatError
 from .ggml_types import SCALAR_DTYPES, GGMLType, ggml_type, tensor_nbytes
-from .gguf_reader import INT64_MAX, MAX_DIMS, MAX_NAME_BYTES, SUPPORTED_VERSIONS, Field, GGUFFile
+from .gguf_reader import (
+    INT64_MAX,
+    MAX_DIMS,
+    MAX_NAME_BYTES,
+    SUPPORTED_VERSIONS,
+    Field,
+    GGUFFile,
+    TypedList,
+)
 from .keys import GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, SCALAR_FORMATS, GGUFValueType, Keys
 
 
@@ -49,6 +57,8 @@ def _infer_type(value: Any) -> tuple[GGUFValueType, GGUFValueType | None]:
             if value.dtype == np.dtype(dt):
                 return GGUFValueType.ARRAY, vt
         raise TypeError(f"no GGUF array type for numpy dtype {value.dtype}")
+    if isinstance(value, TypedList) and value.elem_type is not None:
+        return GGUFValueType.ARRAY, value.elem_type
     if isinstance(value, (list, tuple)):
         if not value:
             return GGUFValueType.ARRAY, GGUFValueType.INT32
