@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import struct
 from pathlib import Path
 
 import gguf
@@ -502,3 +503,29 @@ def test_file_appears_only_at_close(tmp_path):
     with GGUFFile(target) as f:
         assert np.array_equal(f.tensor_array("a"), A_DATA)
         assert f.tensor_bytes("b").tobytes() == B_DATA.tobytes()
+
+
+def hand_built_nested_file() -> bytes:
+    """One entry: an array of 3 arrays — an empty string array, an empty array of arrays,
+    and a one-string array — laid out by hand, padded to the default alignment of 32."""
+    key = b"nested"
+    value = struct.pack("<IQ", VT.ARRAY, 3)
+    value += struct.pack("<IQ", VT.STRING, 0)
+    value += struct.pack("<IQ", VT.ARRAY, 0)
+    value += struct.pack("<IQ", VT.STRING, 1) + struct.pack("<Q", 1) + b"a"
+    entry = struct.pack("<Q", len(key)) + key + struct.pack("<I", VT.ARRAY) + value
+    head = b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + entry
+    return head + bytes(-len(head) % 32)
+
+
+def test_empty_inner_arrays_keep_their_element_type(tmp_path):
+    """An empty inner array has no element to infer a type from: the reader must remember
+    it, or a copy turns the empty string array into an empty INT32 array."""
+    src = tmp_path / "nested.gguf"
+    src.write_bytes(hand_built_nested_file())
+    with GGUFFile(src) as f:
+        value = f.get("nested")
+        assert value == [[], [], ["a"]]
+        assert [inner.elem_type for inner in value] == [VT.STRING, VT.ARRAY, VT.STRING]
+        copy_gguf(f, tmp_path / "copy.gguf")
+    assert (tmp_path / "copy.gguf").read_bytes() == src.read_bytes()
