@@ -206,17 +206,25 @@ class ChatTemplate:
 
     @classmethod
     def from_metadata(
-        cls, meta: Mapping[str, Any], variant: str | None = None, fallback: str | None = None
+        cls,
+        meta: Mapping[str, Any],
+        tokenizer: Any = None,
+        variant: str | None = None,
+        fallback: str | None = None,
     ) -> ChatTemplate:
         """The file's template (or its named `variant`), else a built-in one.
 
+        bos_token / eos_token are the texts of the file's BOS/EOS tokens (from `tokenizer`,
+        a llamba Tokenizer, when given: it knows llama.cpp's defaults for missing ids).
         Without a template in the file, `fallback` (a built-in name) is used, or the format
         guessed from the vocabulary's marker tokens.
         """
         texts = meta.get(Keys.Tokenizer.TOKENS) or []
-        bos, eos = (
-            _token_text(meta, texts, k) for k in (Keys.Tokenizer.BOS_ID, Keys.Tokenizer.EOS_ID)
-        )
+        if tokenizer is not None:
+            bos, eos = tokenizer.bos_text or "", tokenizer.eos_text or ""
+        else:
+            bos = _token_text(meta, texts, Keys.Tokenizer.BOS_ID)
+            eos = _token_text(meta, texts, Keys.Tokenizer.EOS_ID)
         key = Keys.Tokenizer.CHAT_TEMPLATE
         if variant is not None:
             key = Keys.Tokenizer.CHAT_TEMPLATE_NAMED.format(name=variant)

@@ -16,11 +16,16 @@ from typing import Any
 import numpy as np
 
 from ..formats.keys import Keys, TokenType
+from .tokenizer_bpe import BYTE_TO_CHAR
 from .tokenizer_pretok import PreTokenizer, resolve_pre_tokenizer
 
 log = logging.getLogger(__name__)
 
 K = Keys.Tokenizer
+# fill-in-the-middle ids llama.cpp reads that formats/keys.py does not list (yet)
+FIM_PAD_ID = "tokenizer.ggml.fim_pad_token_id"
+FIM_REP_ID = "tokenizer.ggml.fim_rep_token_id"
+FIM_SEP_ID = "tokenizer.ggml.fim_sep_token_id"
 
 
 class TokenizerError(ValueError):
@@ -68,11 +73,11 @@ FIM_TEXTS = {
     K.FIM_MID_ID: ("<|fim_middle|>", "<fim-middle>", "<fim_middle>",
                    "<\uff5cfim\u2581end\uff5c>", "<MID>", "\u2581<MID>", "<|code_middle|>",
                    "<|middle|>"),
-    "tokenizer.ggml.fim_pad_token_id": ("<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>",
+    FIM_PAD_ID: ("<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>",
                                         "[PAD]"),
-    "tokenizer.ggml.fim_rep_token_id": ("<|fim_repo|>", "<|repo_name|>", "<fim-repo>",
+    FIM_REP_ID: ("<|fim_repo|>", "<|repo_name|>", "<fim-repo>",
                                         "<REPO>", "<reponame>"),
-    "tokenizer.ggml.fim_sep_token_id": ("<|file_sep|>",),
+    FIM_SEP_ID: ("<|file_sep|>",),
 }  # fmt: skip
 # every token with one of these texts ends generation
 EOG_TEXTS = (
@@ -127,8 +132,6 @@ class Vocab:
         if self.is_spm:
             tid = self.ids.get(f"<0x{byte:02X}>")
             return tid if tid is not None else self.ids.get(chr(byte))
-        from .tokenizer_bpe import BYTE_TO_CHAR
-
         return self.ids.get(BYTE_TO_CHAR[byte])
 
 
@@ -213,8 +216,7 @@ def load_vocab(meta: Mapping[str, Any]) -> Vocab:
         "bos": K.BOS_ID, "eos": K.EOS_ID, "eot": K.EOT_ID, "eom": K.EOM_ID, "unk": K.UNK_ID,
         "sep": K.SEP_ID, "pad": K.PAD_ID, "mask": K.MASK_ID, "fim_pre": K.FIM_PRE_ID,
         "fim_suf": K.FIM_SUF_ID, "fim_mid": K.FIM_MID_ID,
-        "fim_pad": "tokenizer.ggml.fim_pad_token_id", "fim_rep": "tokenizer.ggml.fim_rep_token_id",
-        "fim_sep": "tokenizer.ggml.fim_sep_token_id",
+        "fim_pad": FIM_PAD_ID, "fim_rep": FIM_REP_ID, "fim_sep": FIM_SEP_ID,
     }  # fmt: skip
     for role, key in id_keys.items():
         tid = special.get(role)

@@ -16,6 +16,7 @@ from llamba.engine.chat_template import (
     ChatTemplateError,
     guess_builtin_name,
 )
+from llamba.engine.tokenizer import Tokenizer
 from llamba.formats.gguf_reader import GGUFFile
 
 CONVERSATIONS = [
@@ -45,6 +46,11 @@ def test_smollm2_template_renders_as_llama_cpp_python(smollm2_path):
     meta = _meta(smollm2_path)
     template = ChatTemplate.from_metadata(meta)
     assert template.source == meta["tokenizer.chat_template"]
+    with_tokenizer = ChatTemplate.from_metadata(meta, tokenizer=Tokenizer.from_metadata(meta))
+    assert (with_tokenizer.bos_token, with_tokenizer.eos_token) == (
+        template.bos_token,
+        template.eos_token,
+    )
     for add in (True, False):
         reference = Jinja2ChatFormatter(
             template.source,
