@@ -255,7 +255,7 @@ def test_bases_read_and_copy(synthetic):
     assert len(synthetic.slots) > 100
 
 
-@settings(max_examples=1500, **FUZZ_SETTINGS)
+@settings(max_examples=3000, **FUZZ_SETTINGS)
 @given(data=st.data())
 def test_mutated_synthetic_file(synthetic, data):
     read_or_reject(data.draw(mutate(synthetic)), synthetic)
@@ -273,7 +273,7 @@ def test_miniatures_keep_real_metadata(miniatures, smollm2_path, gemma3_path):
 
 
 @pytest.mark.slow
-@settings(max_examples=600, **FUZZ_SETTINGS)
+@settings(max_examples=1000, **FUZZ_SETTINGS)
 @given(data=st.data())
 def test_mutated_real_model_miniature(miniatures, data):
     base = data.draw(st.sampled_from(miniatures))
