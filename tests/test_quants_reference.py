@@ -188,30 +188,43 @@ def test_quantize_matches_gguf(qtype):
     assert bits_equal(quantize(x, qtype), gguf.quants.quantize(x, GQ(int(qtype))).view(np.uint8))
 
 
-@pytest.mark.parametrize("qtype", [T.Q4_0, T.Q5_0], ids=lambda t: t.name)
-def test_quantize_rounds_without_fused_multiply_add(qtype):
-    """ggml rounds x * id and then adds 8.5 (16.5); a compiler that fuses the two into one FMA
-    (gguf-py's note on Q4_0/Q5_0) truncates to a different code when x * id lands just under
-    k + 0.5. We follow the unfused order, as llama.cpp's ggml-base (built without FMA
-    contraction) and gguf-py under numpy do; these blocks sit exactly on such boundaries."""
-    rng = np.random.default_rng(7)
+def fma_sensitive_blocks(qtype: GGMLType, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Q4_0 / Q5_0 blocks whose weight 1 lands where ggml's `(int8_t)(x*id + 8.5f)` truncates
+    to a different code when a compiler fuses the multiply-add into one FMA (gguf-py's note on
+    FMA-dependent rounding). -> blocks (n, 32) float32, weight 1's code rounded unfused, fused.
+    """
     f = np.float32
-    mx = -rng.uniform(0.5, 2, 20000).astype(f)
     bias = f(8.5) if qtype == T.Q4_0 else f(16.5)
-    inv_d = f(1) / (mx / (-bias + f(0.5)))
+    mx = -rng.uniform(0.5, 2, 20000).astype(f)  # weight 0, the block's absmax
+    inv_d = f(1) / (mx / (f(0.5) - bias))  # ggml: d = max / -8 (-16), id = 1 / d
     k = rng.integers(-7, 7, mx.size).astype(f)
     x = ((k - 0.5) / inv_d.astype(np.float64) * (1 + rng.uniform(-1e-7, 1e-7, mx.size))).astype(f)
     unfused = np.trunc(x * inv_d + bias)
+    # float64 holds x * id + bias exactly here, so one rounding to float32 is a true FMA
     fused = np.trunc(np.float32(x.astype(np.float64) * inv_d.astype(np.float64) + bias))
     pick = unfused != fused
-    assert pick.sum() > 10  # the test data does hit the FMA-sensitive cases
     blocks = np.zeros((int(pick.sum()), 32), f)
     blocks[:, 0], blocks[:, 1] = mx[pick], x[pick]
+    return blocks, unfused[pick].astype(np.int32), fused[pick].astype(np.int32)
+
+
+def weight1_codes(blocks: np.ndarray, qtype: GGMLType) -> np.ndarray:
+    """The stored code of weight 1 of each Q4_0 / Q5_0 block."""
+    code = blocks[:, 3 if qtype == T.Q4_0 else 7] & 0x0F  # qs[1] low nibble
+    if qtype == T.Q5_0:
+        code = code | (((blocks[:, 2] >> 1) & 1) << 4)  # qh bit 1
+    return code.astype(np.int32)
+
+
+@pytest.mark.parametrize("qtype", [T.Q4_0, T.Q5_0], ids=lambda t: t.name)
+def test_quantize_rounds_without_fused_multiply_add(qtype):
+    """We follow ggml's source order (round x * id, then add), as gguf-py under numpy and
+    llama.cpp's ggml-base (built without FMA contraction on x86-64) do."""
+    blocks, unfused, _fused = fma_sensitive_blocks(qtype, np.random.default_rng(7))
+    assert blocks.shape[0] > 10  # the data does hit the FMA-sensitive cases
     ours = quantize(blocks, qtype)
+    assert np.array_equal(weight1_codes(ours, qtype), unfused)
     assert bits_equal(ours, gguf.quants.quantize(blocks, GQ(int(qtype))).view(np.uint8))
-    d = ours[:, :2].copy().view("<f2").astype(f)[:, 0]
-    codes = np.round(dequantize(ours, qtype).reshape(-1, 32)[:, 1] / d) + (bias - f(0.5))
-    assert np.array_equal(codes, unfused[pick])
 
 
 # ---------------------------------------------------------------- Q8_1 and Q8_K fields
