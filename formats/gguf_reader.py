@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,17 +185,22 @@ class GGUFFile:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         shown = str(path)
-        if self.path.is_dir():
-            raise FormatError("is a directory, not a GGUF file", path=shown)
         try:
+            mode = os.stat(self.path).st_mode
+            if stat.S_ISDIR(mode):
+                raise FormatError("is a directory, not a GGUF file", path=shown)
+            if not stat.S_ISREG(mode):  # a FIFO would block open(); devices are not files
+                raise FormatError("not a regular file", path=shown)
             fh = open(self.path, "rb")  # noqa: SIM115 - closed by the with below
         except OSError as e:
-            raise FileNotFoundError(f"{shown}: {e.strerror}") from None
+            # keep the subclass (FileNotFoundError, PermissionError, NotADirectoryError, …)
+            raise OSError(e.errno, f"{shown}: {e.strerror}") from None
         with fh:
-            self.file_size = os.fstat(fh.fileno()).st_size
-            if self.file_size == 0:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
                 raise FormatError("empty file, not GGUF", 0, shown)
             self._mmap = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        self.file_size = len(self._mmap)  # what is mapped, should the file change meanwhile
         try:
             self._parse(_Cursor(memoryview(self._mmap), shown))
         except BaseException:
