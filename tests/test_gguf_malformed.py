@@ -7,8 +7,10 @@ offsets found by parsing it with gguf-py (the oracle), not at hard-coded positio
 
 from __future__ import annotations
 
+import os
 import re
 import struct
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -508,3 +510,33 @@ def test_not_gguf_at_all(tmp_path, content):
     path.write_bytes(content)
     err = read_damaged(path)
     assert err.offset <= 8
+
+
+def test_paths_that_are_not_files(tmp_path):
+    with pytest.raises(FormatError, match="directory"):
+        GGUFFile(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        GGUFFile(tmp_path / "missing.gguf")
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"GGUF")
+    with pytest.raises(NotADirectoryError):
+        GGUFFile(plain / "child.gguf")
+
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    """open() on a FIFO waits for a writer forever; the reader must refuse it up front."""
+    fifo = tmp_path / "pipe.gguf"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def read():
+        try:
+            GGUFFile(fifo)
+        except FormatError as e:
+            outcome.append(e)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=5)
+    assert not reader.is_alive(), "the reader blocked on a FIFO"
+    assert len(outcome) == 1 and "regular file" in str(outcome[0])
