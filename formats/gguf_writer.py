@@ -12,8 +12,8 @@ from __future__ import annotations
 import enum
 import math
 import os
+import secrets
 import struct
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -122,6 +122,22 @@ def _encode_checked(value: Any, vtype: GGUFValueType, elem: GGUFValueType | None
         return _encode_value(value, vtype, elem)
     except (struct.error, OverflowError) as e:
         raise ValueError(f"value does not fit GGUF type {vtype.name}: {e}") from None
+
+
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
+
+def _create_temp_beside(path: Path) -> tuple[int, Path]:
+    """A new file next to `path` (so the final rename stays on one filesystem), created with
+    mode 0o666 less the umask, as a plain open() would: mkstemp's 0600 would survive the
+    rename and make the model unreadable to other users."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
+        try:
+            return os.open(tmp, _CREATE_FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file beside {path}")
 
 
 def _pad(n: int, alignment: int) -> int:
@@ -234,10 +250,7 @@ class GGUFWriter:
         self._expect(WriterState.DECLARING, "write the header")
         header = self._header_bytes()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent
-        )
-        self._tmp = Path(tmp)
+        fd, self._tmp = _create_temp_beside(self.path)
         self._fh = os.fdopen(fd, "wb")
         try:
             self._fh.write(header)
@@ -273,10 +286,6 @@ class GGUFWriter:
     def _finish(self) -> None:
         self._fh.flush()
         os.fsync(self._fh.fileno())
-        # mkstemp creates the file private (0600); give it what a plain open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(self._fh.fileno(), 0o666 & ~umask)
         self._fh.close()
         self._fh = None
         os.replace(self._tmp, self.path)
