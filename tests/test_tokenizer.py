@@ -40,6 +40,8 @@ CORPUS = [
     "Ｆｕｌｌｗｉｄｔｈ　ＡＢＣ！ ideographic\u3000space \u00a0nbsp",
     "١٢٣ ²³ ½ Ⅻ ①②",
     "I'm you're they've it's we'll he'd I'M YOU'RE",
+    "spaced , out . marks ! here ? and ' quoted ' it 's I 'm we 're they 've don 't he 'd we 'll",
+    "a ' ' b ' c '' d 's",
     "CamelCaseWord HTTPServer iPhone snake_case_name kebab-case",
     "path/to/file.txt https://example.com/a?b=c&d=e",
     "supercalifragilisticexpialidocious" * 4,
