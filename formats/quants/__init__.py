@@ -3,10 +3,12 @@
     dequantize(data, qtype, shape=None) -> float32 array
     quantize(x, qtype) -> uint8 array of shape x.shape[:-1] + (row_bytes,)
 
-Quantization follows ggml's reference algorithms bit for bit (quantize_row_*_ref in
-ggml-quants.c; for k-quants the path without an importance matrix, which is also what
-llama.cpp's quantize uses when given no imatrix). Dequantization is ggml's dequantize_row_*,
-computed without fused multiply-add, as ggml-base and gguf-py compute it.
+Both follow ggml bit for bit: quantize_row_*_ref in ggml-quants.c (for k-quants the path
+without an importance matrix, which is what llama.cpp's quantize runs when given no imatrix)
+and dequantize_row_*. ggml works in float32, one rounding per operation in source order, and
+so do we; a C compiler that fuses a * b + c into one FMA rounds rare ties differently (gguf-py's
+note on Q4_0/Q5_0); llama-cpp-python's x86-64 build of ggml-base does not fuse, gguf-py's numpy
+code cannot, and both agree with these references byte for byte.
 """
 
 from __future__ import annotations
@@ -59,9 +61,7 @@ def dequantize(
             raise ValueError(f"shape {shape} does not hold {n_elements} {cls.qtype.name} weights")
     blocks = raw.reshape(-1, cls.type_size)
     out = np.empty((blocks.shape[0], cls.block_size), np.float32)
-    step = _WEIGHTS_PER_PASS // cls.block_size
-    for start in range(0, blocks.shape[0], step):
-        out[start : start + step] = cls.dequantize_blocks(blocks[start : start + step])
+    _in_passes(cls.dequantize_blocks, blocks, out, cls.block_size)
     return out.reshape(shape if shape is not None else (n_elements,))
 
 
@@ -84,10 +84,17 @@ def quantize(x, qtype: int | str | GGMLType) -> np.ndarray:
         raise ValueError(f"cannot quantize non-finite values (inf/NaN) to {cls.qtype.name}")
     blocks = np.ascontiguousarray(x).reshape(-1, cls.block_size)
     out = np.empty((blocks.shape[0], cls.type_size), np.uint8)
-    step = _WEIGHTS_PER_PASS // cls.block_size
-    for start in range(0, blocks.shape[0], step):
-        out[start : start + step] = cls.quantize_blocks(blocks[start : start + step])
+    _in_passes(cls.quantize_blocks, blocks, out, cls.block_size)
     return out.reshape(x.shape[:-1] + (row // cls.block_size * cls.type_size,))
 
 
-__all__ = ["QUANT_TYPES", "QuantType", "dequantize", "quant_type", "quantize"]
+def _in_passes(block_fn, blocks: np.ndarray, out: np.ndarray, block_size: int) -> None:
+    """out[i] = block_fn(blocks)[i], a bounded number of weights at a time. Float overflow and
+    0/0 inside are ggml's own arithmetic on extreme inputs (C does them silently), not errors."""
+    step = max(1, _WEIGHTS_PER_PASS // block_size)
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        for start in range(0, blocks.shape[0], step):
+            out[start : start + step] = block_fn(blocks[start : start + step])
+
+
+__all__ = ["QUANT_TYPES", "REGISTRY", "QuantType", "dequantize", "quant_type", "quantize"]

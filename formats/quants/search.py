@@ -9,8 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import F32, GROUP_MAX_EPS, first_absmax, first_max, first_min, nearest_int, safe_div
-from .base import seq_sum as _sum
+from .base import (
+    F32,
+    GROUP_MAX_EPS,
+    first_absmax,
+    first_max,
+    first_min,
+    nearest_int,
+    safe_div,
+    seq_sum,
+)
 
 
 def make_qx_quants(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
@@ -28,7 +36,7 @@ def make_qx_quants(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
     def fit(iscale):
         l = np.clip(nearest_int(iscale * x), -nmax, nmax - 1)
         lf = l.astype(F32)
-        return l, _sum(w * x * lf), _sum(w * lf * lf)
+        return l, seq_sum(w * x * lf), seq_sum(w * lf * lf)
 
     l, sumlx, suml2 = fit(F32(-nmax) / mx_safe)
     best_l = l
@@ -63,8 +71,8 @@ def make_q3_quants(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
     w = x * x
     wx = w * x
     Lf = L.astype(F32)
-    sumlx = _sum(wx * Lf)
-    suml2 = _sum(w * Lf * Lf)
+    sumlx = seq_sum(wx * Lf)
+    suml2 = seq_sum(w * Lf * Lf)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for _sweep in range(5):
             for i in range(k):
@@ -116,7 +124,7 @@ def make_qkx2_quants(
 
     def error(scale, mn, l):
         diff = scale[:, None] * l.astype(F32) + mn[:, None] - x
-        return _sum(weights * (np.abs(diff) if use_mad else diff * diff))
+        return seq_sum(weights * (np.abs(diff) if use_mad else diff * diff))
 
     # ggml's `min` moves to each better fit, and later candidates are measured from it
     mn = np.where(flat, F32(0.0), lo)
@@ -129,9 +137,9 @@ def make_qkx2_quants(
             iscale = (F32(rmin) + F32(rdelta) * F32(step) + F32(nmax)) / (hi[:, 0] - mn)
             l = np.clip(nearest_int(iscale[:, None] * (x - mn[:, None])), 0, nmax)
             lf = l.astype(F32)
-            sum_l = _sum(weights * lf)
-            sum_l2 = _sum(weights * lf * lf)
-            sum_xl = _sum(weights * lf * x)
+            sum_l = seq_sum(weights * lf)
+            sum_l2 = seq_sum(weights * lf * lf)
+            sum_xl = seq_sum(weights * lf * x)
             det = sum_w * sum_l2 - sum_l * sum_l
             this_scale = safe_div(sum_w * sum_xl - sum_x * sum_l, det)
             this_min = safe_div(sum_l2 * sum_x - sum_l * sum_xl, det)
