@@ -146,7 +146,9 @@ def test_quantize_matches_ggml(qtype):
         b = fma_sensitive_blocks(fma_type, rng)[0]
         parts.append(b[: len(b) // 32 * 32].reshape(-1, 1024))
     if qtype in (T.F16, T.BF16):  # the float types also take inf, nan, overflow, subnormals
-        parts.append(rng.choice([np.inf, -np.inf, np.nan, 7e4, -3.4028235e38, 1e-41, 65519.0], (2, 1024)))
+        parts.append(
+            rng.choice([np.inf, -np.inf, np.nan, 7e4, -3.4028235e38, 1e-41, 65519.0], (2, 1024))
+        )
     x = np.concatenate(parts).astype(np.float32)
     assert_same_as_llamacpp(quantize(x, qtype), ggml_quantize(x, qtype), qtype, x, "random rows")
 
