@@ -194,7 +194,7 @@ class GGUFFile:
             fh = open(self.path, "rb")  # noqa: SIM115 - closed by the with below
         except OSError as e:
             # keep the subclass (FileNotFoundError, PermissionError, NotADirectoryError, …)
-            raise OSError(e.errno, f"{shown}: {e.strerror}") from None
+            raise OSError(e.errno, e.strerror, shown) from None
         with fh:
             size = os.fstat(fh.fileno()).st_size
             if size == 0:
