@@ -95,9 +95,9 @@ class Layout:
 
     @property
     def counts(self) -> tuple[int, int]:
-        return self.reader.fields["GGUF.tensor_count"].offset, self.reader.fields[
-            "GGUF.kv_count"
-        ].offset
+        """Offsets of the tensor count and of the metadata entry count."""
+        fields = self.reader.fields
+        return fields["GGUF.tensor_count"].offset, fields["GGUF.kv_count"].offset
 
     @property
     def kv_end(self) -> int:
@@ -244,7 +244,9 @@ def after_kvs(lay):
     return lay.kv_end, lay.size
 
 
-def rename(offset_of, new: bytes):
+def overwrite(offset_of, new: bytes):
+    """Replace bytes in place (same length: the layout stays)."""
+
     def edit(lay, buf):
         o = offset_of(lay)
         buf[o : o + len(new)] = new
@@ -254,9 +256,9 @@ def rename(offset_of, new: bytes):
 
 DAMAGES = [
     # magic and version
-    Damage("magic_ggug", rename(lambda lay: 0, b"GGUG"), header),
-    Damage("magic_zero", rename(lambda lay: 0, b"\0\0\0\0"), header),
-    Damage("magic_lowercase", rename(lambda lay: 0, b"gguf"), header),
+    Damage("magic_ggug", overwrite(lambda lay: 0, b"GGUG"), header),
+    Damage("magic_zero", overwrite(lambda lay: 0, b"\0\0\0\0"), header),
+    Damage("magic_lowercase", overwrite(lambda lay: 0, b"gguf"), header),
     *[Damage(f"version_{v}", at(lambda lay: 4, "<I", v), header) for v in (0, 1, 4, 2**31)],
     Damage("version_3_big_endian", at(lambda lay: 4, ">I", 3), header),
     Damage("version_2_big_endian", at(lambda lay: 4, ">I", 2), header),
@@ -319,8 +321,10 @@ DAMAGES = [
     ),
     Damage("alignment_64_misaligns_offsets", kv_at("general.alignment", 3, "<I", 64), in_infos),
     # duplicates
-    Damage("duplicate_key", rename(lambda lay: lay.kv("dup.two", 1), b"dup.one"), in_kv("dup.two")),
-    Damage("duplicate_tensor", rename(lambda lay: lay.ti("t.six", 1), b"t.one"), in_ti("t.six")),
+    Damage(
+        "duplicate_key", overwrite(lambda lay: lay.kv("dup.two", 1), b"dup.one"), in_kv("dup.two")
+    ),
+    Damage("duplicate_tensor", overwrite(lambda lay: lay.ti("t.six", 1), b"t.one"), in_ti("t.six")),
     # tensor dims
     *[Damage(f"n_dims_{n}", ti_at("t.one", 2, "<I", n), in_ti("t.one")) for n in (0, 5, 2**32 - 1)],
     *[
@@ -455,7 +459,7 @@ def test_alignment_of_type_uint64(tmp_path):
     write_sample(path, alignment_key="general.alignmenX")
     lay = Layout(path)
     buf = bytearray(path.read_bytes())
-    rename(lambda lay: lay.kv("general.alignmenX", 1), b"general.alignment")(lay, buf)
+    overwrite(lambda lay: lay.kv("general.alignmenX", 1), b"general.alignment")(lay, buf)
     path.write_bytes(buf)
     err = read_damaged(path)
     lo, hi = lay.kv_span("general.alignmenX")
