@@ -6,7 +6,8 @@ import functools
 
 import llvmlite.binding as llvm
 
-from .simd import AVX2, AVX512_VNNI, ISA_NAMES, ISA_TOKENS, PORTABLE, Isa
+from .simd import AVX2, AVX512_VNNI, ISA_NAMES, ISA_TOKENS, PORTABLE
+from .static import Static
 
 # CPU features each path compiles to; PORTABLE needs none
 REQUIRED_FEATURES = {
@@ -22,6 +23,7 @@ def host_features() -> frozenset[str]:
     return frozenset(name for name, on in llvm.get_host_cpu_features().items() if on)
 
 
+@functools.cache
 def available_isas() -> tuple[str, ...]:
     """The instruction-set paths this machine can run, fastest first."""
     have = host_features()
@@ -36,7 +38,8 @@ def best_isa() -> str:
     return available_isas()[0]
 
 
-def isa_token(name: str | None = None) -> Isa:
+@functools.cache
+def isa_token(name: str | None = None) -> Static:
     """The token selecting a path: `name` if given (checked against this CPU), else the best."""
     if name is None:
         return ISA_TOKENS[best_isa()]

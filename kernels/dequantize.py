@@ -12,11 +12,12 @@ from numba import njit, prange
 
 from . import type_ids as T
 from .scalar import bf16_to_f32, f16_to_f32, read_f16, read_u32
+from .static import static_dispatch
 
 f32 = np.float32
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dequantize_row_q4_0(src, dst):
     for b in range(dst.size // 32):
         o = b * 18
@@ -27,7 +28,7 @@ def dequantize_row_q4_0(src, dst):
             dst[b * 32 + j + 16] = d * f32(np.int32(q >> 4) - 8)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dequantize_row_q4_1(src, dst):
     for b in range(dst.size // 32):
         o = b * 20
@@ -39,7 +40,7 @@ def dequantize_row_q4_1(src, dst):
             dst[b * 32 + j + 16] = d * f32(q >> 4) + m
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dequantize_row_q5_0(src, dst):
     for b in range(dst.size // 32):
         o = b * 22
@@ -53,7 +54,7 @@ def dequantize_row_q5_0(src, dst):
             dst[b * 32 + j + 16] = d * f32(hi - 16)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dequantize_row_q5_1(src, dst):
     for b in range(dst.size // 32):
         o = b * 24
@@ -68,7 +69,7 @@ def dequantize_row_q5_1(src, dst):
             dst[b * 32 + j + 16] = d * f32(hi) + m
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dequantize_row_q8_0(src, dst):
     for b in range(dst.size // 32):
         o = b * 34
@@ -77,7 +78,7 @@ def dequantize_row_q8_0(src, dst):
             dst[b * 32 + j] = d * f32(np.int8(np.uint8(src[o + 2 + j])))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dequantize_row_q2_k(src, dst):
     # block: scales[16] (4-bit scale | 4-bit min << 4), qs[64] (2 bits), d, dmin
     for b in range(dst.size // 256):
@@ -107,7 +108,7 @@ def q3_k_scale(src, o, j):
     return np.int32(lo | (hi << 4)) - 32
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dequantize_row_q3_k(src, dst):
     # block: hmask[32], qs[64] (2 bits), scales[12] (16 packed 6-bit), d
     for b in range(dst.size // 256):
@@ -141,7 +142,7 @@ def k4_scale_min(src, s, j):
     return sc, mn
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dequantize_row_q4_k(src, dst):
     # block: d, dmin, scales[12], qs[128]
     for b in range(dst.size // 256):
@@ -162,7 +163,7 @@ def dequantize_row_q4_k(src, dst):
                 dst[y + 32 + k] = d2 * f32(q >> 4) - dm2
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dequantize_row_q5_k(src, dst):
     # block: d, dmin, scales[12], qh[32], qs[128]
     for b in range(dst.size // 256):
@@ -186,7 +187,7 @@ def dequantize_row_q5_k(src, dst):
                 dst[y + 32 + k] = d2 * f32(hi) - dm2
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dequantize_row_q6_k(src, dst):
     # block: ql[128] (low 4 bits), qh[64] (high 2 bits), scales[16] (int8), d
     for b in range(dst.size // 256):
@@ -210,57 +211,43 @@ def dequantize_row_q6_k(src, dst):
                 dst[y + k + 96] = d * f32(np.int8(np.uint8(src[sc + i + 6]))) * f32(q4)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dequantize_row_f16(src, dst):
     # src: uint16 bits (n_in,)
     for i in range(dst.size):
         dst[i] = f16_to_f32(src[i])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dequantize_row_bf16(src, dst):
     # src: uint16 bits (n_in,)
     for i in range(dst.size):
         dst[i] = bf16_to_f32(src[i])
 
 
-@njit(cache=True)
-def dequantize_row_blocks(qtype, src, dst):
-    """One row of quantized blocks (uint8) of any supported block type to float32."""
-    if qtype == T.Q4_0:
-        dequantize_row_q4_0(src, dst)
-    elif qtype == T.Q4_1:
-        dequantize_row_q4_1(src, dst)
-    elif qtype == T.Q5_0:
-        dequantize_row_q5_0(src, dst)
-    elif qtype == T.Q5_1:
-        dequantize_row_q5_1(src, dst)
-    elif qtype == T.Q8_0:
-        dequantize_row_q8_0(src, dst)
-    elif qtype == T.Q2_K:
-        dequantize_row_q2_k(src, dst)
-    elif qtype == T.Q3_K:
-        dequantize_row_q3_k(src, dst)
-    elif qtype == T.Q4_K:
-        dequantize_row_q4_k(src, dst)
-    elif qtype == T.Q5_K:
-        dequantize_row_q5_k(src, dst)
-    elif qtype == T.Q6_K:
-        dequantize_row_q6_k(src, dst)
+DEQUANTIZE_ROW = {
+    T.Q4_0: dequantize_row_q4_0,
+    T.Q4_1: dequantize_row_q4_1,
+    T.Q5_0: dequantize_row_q5_0,
+    T.Q5_1: dequantize_row_q5_1,
+    T.Q8_0: dequantize_row_q8_0,
+    T.Q2_K: dequantize_row_q2_k,
+    T.Q3_K: dequantize_row_q3_k,
+    T.Q4_K: dequantize_row_q4_k,
+    T.Q5_K: dequantize_row_q5_k,
+    T.Q6_K: dequantize_row_q6_k,
+    T.F16: dequantize_row_f16,
+    T.BF16: dequantize_row_bf16,
+}
+
+# dequantize_row(qtype, src, dst) for a static qtype token: one row of blocks (uint8), or of
+# F16/BF16 bits (uint16), to float32
+dequantize_row = static_dispatch(DEQUANTIZE_ROW, "dequantize_row")
 
 
 @njit(cache=True, parallel=True)
-def dequantize_rows_blocks(qtype, raw, ids, out):
-    """out[i] = dequantized raw[ids[i]]; raw (n_rows, row_bytes) uint8, out (len(ids), n_in)."""
+def dequantize_rows(qtype, raw, ids, out):
+    """out[i] = dequantized raw[ids[i]]; raw (n_rows, row_bytes) uint8 blocks (or uint16 bits
+    for F16/BF16), out (len(ids), n_in) float32; qtype a static token."""
     for i in prange(ids.size):
-        dequantize_row_blocks(qtype, raw[ids[i]], out[i])
-
-
-@njit(cache=True, parallel=True)
-def dequantize_rows_half(is_bf16, raw, ids, out):
-    """As dequantize_rows_blocks for F16 / BF16 rows given as uint16 bits (n_rows, n_in)."""
-    for i in prange(ids.size):
-        if is_bf16:
-            dequantize_row_bf16(raw[ids[i]], out[i])
-        else:
-            dequantize_row_f16(raw[ids[i]], out[i])
+        dequantize_row(qtype, raw[ids[i]], out[i])

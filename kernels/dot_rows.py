@@ -9,17 +9,18 @@ quantize_activations (xq int8 (n_in,), xd, xs float32, xsum int32 sums or bsums)
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from . import type_ids as T
 from .dequantize import k4_scale_min, q3_k_scale
 from .scalar import bf16_to_f32, f16_to_f32, read_f16, read_u32
+from .static import static_dispatch
 
 f32 = np.float32
 i32 = np.int32
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dot_q4_0(w, xq, xd, xs, xsum):
     acc = f32(0.0)
     for b in range(xd.size):
@@ -34,7 +35,7 @@ def dot_q4_0(w, xq, xd, xs, xsum):
     return acc
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dot_q4_1(w, xq, xd, xs, xsum):
     acc = f32(0.0)
     for b in range(xd.size):
@@ -47,7 +48,7 @@ def dot_q4_1(w, xq, xd, xs, xsum):
     return acc
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dot_q5_0(w, xq, xd, xs, xsum):
     acc = f32(0.0)
     for b in range(xd.size):
@@ -63,7 +64,7 @@ def dot_q5_0(w, xq, xd, xs, xsum):
     return acc
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dot_q5_1(w, xq, xd, xs, xsum):
     acc = f32(0.0)
     for b in range(xd.size):
@@ -79,7 +80,7 @@ def dot_q5_1(w, xq, xd, xs, xsum):
     return acc
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dot_q8_0(w, xq, xd, xs, xsum):
     acc = f32(0.0)
     for b in range(xd.size):
@@ -91,7 +92,7 @@ def dot_q8_0(w, xq, xd, xs, xsum):
     return acc
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dot_q2_k(w, xq, xd, xs, xsum):
     acc = f32(0.0)
     for b in range(xd.size):
@@ -114,7 +115,7 @@ def dot_q2_k(w, xq, xd, xs, xsum):
     return acc
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dot_q3_k(w, xq, xd, xs, xsum):
     acc = f32(0.0)
     for b in range(xd.size):
@@ -136,7 +137,7 @@ def dot_q3_k(w, xq, xd, xs, xsum):
     return acc
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dot_q45_k(w, xq, xd, xs, xsum, has_high_bit):
     """Q4_K (has_high_bit False) and Q5_K (True): same block apart from the qh bit plane."""
     block = 176 if has_high_bit else 144
@@ -163,7 +164,7 @@ def dot_q45_k(w, xq, xd, xs, xsum, has_high_bit):
     return acc
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dot_q6_k(w, xq, xd, xs, xsum):
     acc = f32(0.0)
     for b in range(xd.size):
@@ -185,63 +186,44 @@ def dot_q6_k(w, xq, xd, xs, xsum):
 
 
 @njit(cache=True)
-def dot_row(qtype, w, xq, xd, xs, xsum):
-    """One row of blocks (uint8) · one quantized activation row; float32."""
-    if qtype == T.Q4_0:
-        return dot_q4_0(w, xq, xd, xs, xsum)
-    if qtype == T.Q4_1:
-        return dot_q4_1(w, xq, xd, xs, xsum)
-    if qtype == T.Q5_0:
-        return dot_q5_0(w, xq, xd, xs, xsum)
-    if qtype == T.Q5_1:
-        return dot_q5_1(w, xq, xd, xs, xsum)
-    if qtype == T.Q8_0:
-        return dot_q8_0(w, xq, xd, xs, xsum)
-    if qtype == T.Q2_K:
-        return dot_q2_k(w, xq, xd, xs, xsum)
-    if qtype == T.Q3_K:
-        return dot_q3_k(w, xq, xd, xs, xsum)
-    if qtype == T.Q4_K:
-        return dot_q45_k(w, xq, xd, xs, xsum, False)
-    if qtype == T.Q5_K:
-        return dot_q45_k(w, xq, xd, xs, xsum, True)
-    if qtype == T.Q6_K:
-        return dot_q6_k(w, xq, xd, xs, xsum)
-    return f32(np.nan)
+def dot_q4_k(w, xq, xd, xs, xsum):
+    return dot_q45_k(w, xq, xd, xs, xsum, False)
 
 
-@njit(cache=True, parallel=True)
-def matmul_rows(qtype, raw, xq, xd, xs, xsum, out):
-    """out[t, r] = raw[r] · activations[t]; raw (n_rows, row_bytes), out (n_tok, n_rows)."""
-    for r in prange(raw.shape[0]):
-        for t in range(xq.shape[0]):
-            out[t, r] = dot_row(qtype, raw[r], xq[t], xd[t], xs[t], xsum[t])
+@njit(cache=True)
+def dot_q5_k(w, xq, xd, xs, xsum):
+    return dot_q45_k(w, xq, xd, xs, xsum, True)
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def matmul_float_rows(w, x, out):
-    """out[t, r] = w[r] · x[t] for float32 weights (n_rows, n_in) and x (n_tok, n_in)."""
-    for r in prange(w.shape[0]):
-        for t in range(x.shape[0]):
-            acc = f32(0.0)
-            for k in range(w.shape[1]):
-                acc += w[r, k] * x[t, k]
-            out[t, r] = acc
+DOT_ROW = {
+    T.Q4_0: dot_q4_0,
+    T.Q4_1: dot_q4_1,
+    T.Q5_0: dot_q5_0,
+    T.Q5_1: dot_q5_1,
+    T.Q8_0: dot_q8_0,
+    T.Q2_K: dot_q2_k,
+    T.Q3_K: dot_q3_k,
+    T.Q4_K: dot_q4_k,
+    T.Q5_K: dot_q5_k,
+    T.Q6_K: dot_q6_k,
+}
+
+# dot_row(qtype, w, xq, xd, xs, xsum) -> float32 for a static qtype token: one row of blocks
+# (uint8) . one token's quantized activations
+dot_row = static_dispatch(DOT_ROW, "dot_row")
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def matmul_half_rows(is_bf16, w, x, out):
-    """As matmul_float_rows for F16 / BF16 weights given as uint16 bits (n_rows, n_in).
-
-    x should already be rounded to the weight's half type (ggml converts activations so).
-    """
-    for r in prange(w.shape[0]):
-        for t in range(x.shape[0]):
-            acc = f32(0.0)
-            if is_bf16:
-                for k in range(w.shape[1]):
-                    acc += bf16_to_f32(w[r, k]) * x[t, k]
-            else:
-                for k in range(w.shape[1]):
-                    acc += f16_to_f32(w[r, k]) * x[t, k]
-            out[t, r] = acc
+@njit(cache=True, fastmath=True)
+def dot_float_row(kind, w, x):
+    """One F32 row (kind 0), or F16 (1) / BF16 (2) row of uint16 bits, . x (n_in,)."""
+    acc = f32(0.0)
+    if kind == 0:
+        for k in range(w.size):
+            acc += f32(w[k]) * x[k]
+    elif kind == 1:
+        for k in range(w.size):
+            acc += f16_to_f32(np.uint16(w[k])) * x[k]
+    else:
+        for k in range(w.size):
+            acc += bf16_to_f32(np.uint16(w[k])) * x[k]
+    return acc

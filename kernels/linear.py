@@ -21,11 +21,10 @@ import numpy as np
 
 from ..formats.ggml_types import TYPE_INFO, GGMLType, ggml_type, row_nbytes
 from .cpu_features import isa_token
-from .dequantize import dequantize_rows_half
-from .dot_rows import matmul_float_rows, matmul_half_rows, matmul_rows
-from .quantize_activations import Activations, quantize_activations
-from .repack import TILE, Tiles, dequantize_tiled_rows, layout_table, tile_blocks
-from .tiled import FLOAT_BF16, FLOAT_F16, FLOAT_F32, matmul_float_tiles, matmul_tiles
+from .dequantize import dequantize_rows
+from .repack import TILE, dequantize_tiled_rows, layout_table, tile_blocks
+from .static import DirectCall, static
+from .tiled import FLOAT_BF16, FLOAT_F16, FLOAT_F32, linear_blocks, linear_float
 
 BLOCK_TYPES = (
     GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0,
@@ -50,20 +49,22 @@ def get_num_threads() -> int:
 class PackedWeight:
     """One weight matrix (n_out rows of n_in weights) in the form the kernels read.
 
-    Block types: `tiles` (repack.Tiles). Float types: `float_tiles` (n_tiles, n_in, 16)
+    Block types: the fields of repack.Tiles as flat arrays (`quants`, `scales`, `halves`) and
+    `tail` (n_out % 16, row_bytes). Float types: `float_tiles` flat (n_tiles, n_in, 16)
     float32 / uint16 bits and `float_tail` (n_out % 16, n_in). `nbytes` equals the file's.
     """
 
-    __slots__ = ("ggml_type", "n_out", "n_in", "tiles", "float_tiles", "float_tail", "_table")
+    __slots__ = ("ggml_type", "n_out", "n_in", "quants", "scales", "halves", "tail",
+                 "float_tiles", "float_tail", "qtype_token", "_table")  # fmt: skip
 
-    def __init__(self, ggml_type, n_out, n_in, tiles=None, float_tiles=None, float_tail=None):
+    def __init__(self, ggml_type: GGMLType, n_out: int, n_in: int):
         self.ggml_type = ggml_type
         self.n_out = n_out
         self.n_in = n_in
-        self.tiles = tiles
-        self.float_tiles = float_tiles
-        self.float_tail = float_tail
-        self._table = layout_table(ggml_type) if tiles is not None else None
+        self.qtype_token = static(int(ggml_type))
+        self.quants = self.scales = self.halves = self.tail = None
+        self.float_tiles = self.float_tail = None
+        self._table = None
 
     @property
     def n_tiles(self) -> int:
@@ -71,9 +72,15 @@ class PackedWeight:
 
     @property
     def nbytes(self) -> int:
-        if self.tiles is not None:
-            return self.tiles.nbytes
-        return int(self.float_tiles.nbytes + self.float_tail.nbytes)
+        parts = (
+            self.quants,
+            self.scales,
+            self.halves,
+            self.tail,
+            self.float_tiles,
+            self.float_tail,
+        )
+        return int(sum(p.nbytes for p in parts if p is not None))
 
     def __repr__(self) -> str:
         return f"PackedWeight({self.ggml_type.name}, n_out={self.n_out}, n_in={self.n_in})"
@@ -100,7 +107,12 @@ def pack_weight(raw: np.ndarray, ggml_type_: int | str | GGMLType, n_in: int) ->
                 f"{t.name} weight of {n_in} per row must be uint8 (n_out, {n_bytes}), "
                 f"got {raw.dtype} {raw.shape}"
             )
-        return PackedWeight(t, n_out, n_in, tiles=tile_blocks(raw, t))
+        w = PackedWeight(t, n_out, n_in)
+        tiles = tile_blocks(raw, t)
+        w.quants, w.scales = tiles.quants.reshape(-1), tiles.scales.reshape(-1)
+        w.halves, w.tail = tiles.halves.reshape(-1), tiles.tail
+        w._table = layout_table(t)
+        return w
     want = _FLOAT_DTYPE[t]
     if raw.dtype == np.uint8 and raw.shape[1] == n_bytes:
         raw = np.ascontiguousarray(raw).view(want)
@@ -111,64 +123,49 @@ def pack_weight(raw: np.ndarray, ggml_type_: int | str | GGMLType, n_in: int) ->
             f"{t.name} weight must be (n_out, {n_in}) {np.dtype(want)}, got {raw.dtype} {raw.shape}"
         )
     n_tiled = n_out // TILE * TILE
-    tiles = np.ascontiguousarray(raw[:n_tiled].reshape(-1, TILE, n_in).transpose(0, 2, 1))
-    tail = np.array(raw[n_tiled:], copy=True)
-    return PackedWeight(t, n_out, n_in, float_tiles=tiles, float_tail=tail)
+    w = PackedWeight(t, n_out, n_in)
+    w.float_tiles = np.ascontiguousarray(raw[:n_tiled].reshape(-1, TILE, n_in).transpose(0, 2, 1))
+    w.float_tiles = w.float_tiles.reshape(-1)
+    w.float_tail = np.array(raw[n_tiled:], copy=True)
+    return w
 
 
-def _round_to_half(x: np.ndarray, t: GGMLType) -> np.ndarray:
-    """Activations rounded to the weight's half type, as ggml converts them for F16/BF16."""
-    if t == GGMLType.F16:
-        return x.astype(np.float16).astype(np.float32)
-    bits = x.view(np.uint32)
-    rounded = (bits + (0x7FFF + ((bits >> 16) & 1))) & np.uint32(0xFFFF0000)
-    return np.where(np.isnan(x), x, rounded.view(np.float32))
-
-
-def quantize_input(w: PackedWeight, x: np.ndarray) -> Activations | np.ndarray:
-    """x (n_tok, n_in) in the form w's kernels take; reuse it for weights of the same family."""
-    t = w.ggml_type
-    if t == GGMLType.F32:
-        return x
-    if t in FLOAT_TYPES:
-        return _round_to_half(x, t)
-    return quantize_activations(x, t in K_QUANTS)
+_linear_blocks = DirectCall(linear_blocks)
+_linear_float = DirectCall(linear_float)
+_dequantize_tiled_rows = DirectCall(dequantize_tiled_rows)
+_dequantize_rows = DirectCall(dequantize_rows)
 
 
 def _check_matmul(w: PackedWeight, x: np.ndarray, out: np.ndarray) -> None:
-    if x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != w.n_in or not x.flags.c_contiguous:
+    # the kernels are called without Numba's type dispatch: types and layouts are checked here
+    if not (
+        isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 2
+        and x.shape[1] == w.n_in and x.flags.c_contiguous
+    ):  # fmt: skip
         raise ValueError(
-            f"X must be C-contiguous float32 (n_tok, {w.n_in}), got {x.dtype} {x.shape}"
+            f"X must be a C-contiguous float32 array (n_tok, {w.n_in}), got "
+            f"{getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}"
         )
-    if out.dtype != np.float32 or out.shape != (x.shape[0], w.n_out) or not out.flags.c_contiguous:
+    if not (
+        isinstance(out, np.ndarray) and out.dtype == np.float32
+        and out.shape == (x.shape[0], w.n_out) and out.flags.c_contiguous and out.flags.writeable
+    ):  # fmt: skip
         raise ValueError(
-            f"out must be C-contiguous float32 {(x.shape[0], w.n_out)}, got {out.dtype} {out.shape}"
+            f"out must be a writable C-contiguous float32 array {(x.shape[0], w.n_out)}, got "
+            f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}"
         )
 
 
 def matmul(w: PackedWeight, x: np.ndarray, out: np.ndarray, isa: str | None = None) -> None:
     """out[t] = W @ x[t] for every token; x (n_tok, n_in) float32, out (n_tok, n_out) float32."""
     _check_matmul(w, x, out)
-    token = isa_token(isa)
-    t = w.ggml_type
-    n_tiled = w.n_tiles * TILE
-    tail_out = out[:, n_tiled:]
-    xin = quantize_input(w, x)
-    if t in FLOAT_TYPES:
-        matmul_float_tiles(_FLOAT_KIND[t], w.n_tiles, w.float_tiles.reshape(-1), xin, out)
-        if w.float_tail.shape[0]:
-            if t == GGMLType.F32:
-                matmul_float_rows(w.float_tail, xin, tail_out)
-            else:
-                matmul_half_rows(t == GGMLType.BF16, w.float_tail, xin, tail_out)
-        return
-    tiles: Tiles = w.tiles
-    xq32 = xin.xq.view(np.int32)
-    matmul_tiles(token, int(t), w.n_tiles, tiles.quants.reshape(-1), tiles.scales.reshape(-1),
-                 tiles.halves.reshape(-1), w.n_in // TYPE_INFO[t].block_size, xq32, xin.xd,
-                 xin.xs, xin.xsum, out)  # fmt: skip
-    if tiles.tail.shape[0]:
-        matmul_rows(int(t), tiles.tail, xin.xq, xin.xd, xin.xs, xin.xsum, tail_out)
+    if w.quants is not None:
+        token = isa_token(isa)
+        _linear_blocks((token, w.qtype_token), token, w.qtype_token, w.quants, w.scales,
+                       w.halves, w.tail, x, out)  # fmt: skip
+    else:
+        kind = _FLOAT_KIND[w.ggml_type]
+        _linear_float((kind, w.float_tiles.dtype.char), kind, w.float_tiles, w.float_tail, x, out)
 
 
 def matvec(w: PackedWeight, x: np.ndarray, out: np.ndarray, isa: str | None = None) -> None:
@@ -190,21 +187,21 @@ def get_rows(w: PackedWeight, ids: np.ndarray, out: np.ndarray) -> None:
     ids = ids.astype(np.int64)
     t = w.ggml_type
     n_tiled = w.n_tiles * TILE
-    if t in FLOAT_TYPES:
-        rows = np.empty((ids.size, w.n_in), _FLOAT_DTYPE[t])
-        tiled = ids < n_tiled
-        rows[tiled] = w.float_tiles[ids[tiled] // TILE, :, ids[tiled] % TILE]
-        rows[~tiled] = w.float_tail[ids[~tiled] - n_tiled]
-        if t == GGMLType.F32:
-            out[:] = rows
-        else:
-            dequantize_rows_half(t == GGMLType.BF16, rows, np.arange(ids.size), out)
+    if w.quants is not None:
+        info = TYPE_INFO[t]
+        _dequantize_tiled_rows(w.qtype_token, w.qtype_token, n_tiled, w.n_in // info.block_size,
+                               info.type_size, w.quants, w.scales, w.halves, w._table, w.tail,
+                               ids, out)  # fmt: skip
         return
-    tiles: Tiles = w.tiles
-    info = TYPE_INFO[t]
-    dequantize_tiled_rows(int(t), n_tiled, w.n_in // info.block_size, info.type_size,
-                          tiles.quants.reshape(-1), tiles.scales.reshape(-1),
-                          tiles.halves.reshape(-1), w._table, tiles.tail, ids, out)  # fmt: skip
+    rows = np.empty((ids.size, w.n_in), _FLOAT_DTYPE[t])
+    tiled = ids < n_tiled
+    tiles = w.float_tiles.reshape(-1, w.n_in, TILE)
+    rows[tiled] = tiles[ids[tiled] // TILE, :, ids[tiled] % TILE]
+    rows[~tiled] = w.float_tail[ids[~tiled] - n_tiled]
+    if t == GGMLType.F32:
+        out[:] = rows
+    else:
+        _dequantize_rows(w.qtype_token, w.qtype_token, rows, np.arange(ids.size), out)
 
 
 def dequantize(w: PackedWeight) -> np.ndarray:

@@ -12,17 +12,17 @@ Two activation formats, each as separate arrays (quants apart from scales):
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
+from . import type_ids as T
 from .scalar import f16_to_f32, f32_to_f16
+from .static import static_dispatch
 
 f32 = np.float32
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def quantize_row_q8(x, xq, xd, xs, xsum):
     """One row x (n_in,) float32 to 32-blocks: xq (n_in,), xd, xs, xsum (n_in/32,)."""
     for b in range(x.size // 32):
@@ -41,8 +41,8 @@ def quantize_row_q8(x, xq, xd, xs, xsum):
         xsum[b] = total
 
 
-@njit(cache=True, inline="always")
-def quantize_row_q8_k(x, xq, xd, xsum):
+@njit(cache=True)
+def quantize_row_q8_k(x, xq, xd, xs, xsum):
     """One row x (n_in,) float32 to 256-blocks: xq (n_in,), xd (n_in/256,), xsum (n_in/16,)."""
     for b in range(x.size // 256):
         amax = f32(0.0)
@@ -71,39 +71,42 @@ def quantize_row_q8_k(x, xq, xd, xsum):
         xd[b] = f32(1.0) / iscale
 
 
-@njit(cache=True, parallel=True)
-def quantize_q8(x, xq, xd, xs, xsum):
-    """Rows x (n_tok, n_in) to 32-blocks (see module doc)."""
-    for t in prange(x.shape[0]):
-        quantize_row_q8(x[t], xq[t], xd[t], xs[t], xsum[t])
+K_QUANTS = (T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K)
+LEGACY = (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0)
 
 
-@njit(cache=True, parallel=True)
-def quantize_q8_k(x, xq, xd, xsum):
-    """Rows x (n_tok, n_in) to 256-blocks (see module doc)."""
-    for t in prange(x.shape[0]):
-        quantize_row_q8_k(x[t], xq[t], xd[t], xsum[t])
-
-
-class Activations(NamedTuple):
-    xq: np.ndarray  # int8 (n_tok, n_in)
-    xd: np.ndarray  # float32 (n_tok, n_in / block)
-    xs: np.ndarray  # float32 (n_tok, n_in / 32) for 32-blocks, (n_tok, 0) for 256-blocks
-    xsum: np.ndarray  # int32 (n_tok, n_in / 32) or (n_tok, n_in / 16) bsums
-
-
-def quantize_activations(x: np.ndarray, k_quant: bool) -> Activations:
-    """x (n_tok, n_in) float32 -> Activations in the 32-block or 256-block format."""
+@njit(cache=True)
+def quantize_input_q8(x):
+    """x (n_tok, n_in) float32 -> xq, xd, xs, xsum in the 32-block format (module doc)."""
     n_tok, n_in = x.shape
-    block = 256 if k_quant else 32
     xq = np.empty((n_tok, n_in), np.int8)
-    xd = np.empty((n_tok, n_in // block), np.float32)
-    if k_quant:
-        xs = np.empty((n_tok, 0), np.float32)
-        xsum = np.empty((n_tok, n_in // 16), np.int32)
-        quantize_q8_k(x, xq, xd, xsum)
-    else:
-        xs = np.empty((n_tok, n_in // 32), np.float32)
-        xsum = np.empty((n_tok, n_in // 32), np.int32)
-        quantize_q8(x, xq, xd, xs, xsum)
-    return Activations(xq, xd, xs, xsum)
+    xd = np.empty((n_tok, n_in // 32), np.float32)
+    xs = np.empty((n_tok, n_in // 32), np.float32)
+    xsum = np.empty((n_tok, n_in // 32), np.int32)
+    for t in range(n_tok):
+        quantize_row_q8(x[t], xq[t], xd[t], xs[t], xsum[t])
+    return xq, xd, xs, xsum
+
+
+@njit(cache=True)
+def quantize_input_q8_k(x):
+    """x (n_tok, n_in) float32 -> xq, xd, xs (empty), xsum in the 256-block format."""
+    n_tok, n_in = x.shape
+    xq = np.empty((n_tok, n_in), np.int8)
+    xd = np.empty((n_tok, n_in // 256), np.float32)
+    xs = np.empty((n_tok, 0), np.float32)
+    xsum = np.empty((n_tok, n_in // 16), np.int32)
+    for t in range(n_tok):
+        quantize_row_q8_k(x[t], xq[t], xd[t], xs[t], xsum[t])
+    return xq, xd, xs, xsum
+
+
+K_QUANTS = (T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K)
+LEGACY = (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0)
+
+# quantize_input(qtype, x) -> (xq, xd, xs, xsum): x in the format weights of the static
+# type qtype take (one compiled function per format, shared by the types)
+quantize_input = static_dispatch(
+    {**dict.fromkeys(K_QUANTS, quantize_input_q8_k), **dict.fromkeys(LEGACY, quantize_input_q8)},
+    "quantize_input",
+)

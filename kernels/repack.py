@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..formats.ggml_types import TYPE_INFO, GGMLType
-from .dequantize import dequantize_row_blocks
+from .dequantize import dequantize_row
 
 TILE = 16  # rows per tile = SIMD lanes
 
@@ -172,12 +172,13 @@ def untile_row(quants, scales, halves, n_blocks, table, row, block_bytes, dst):
 @njit(cache=True, parallel=True)
 def dequantize_tiled_rows(qtype, n_tiled_rows, n_blocks, block_bytes, quants, scales, halves, table,
                           tail, ids, out):  # fmt: skip
-    """out[i] = float32 weights of row ids[i] of a tiled matrix (rows past the tiles in tail)."""
+    """out[i] = float32 weights of row ids[i] of a tiled matrix (rows past the tiles in tail);
+    qtype a static token."""
     for i in prange(ids.size):
         row = ids[i]
         if row < n_tiled_rows:
             buf = np.empty(n_blocks * block_bytes, np.uint8)
             untile_row(quants, scales, halves, n_blocks, table, row, block_bytes, buf)
-            dequantize_row_blocks(qtype, buf, out[i])
+            dequantize_row(qtype, buf, out[i])
         else:
-            dequantize_row_blocks(qtype, tail[row - n_tiled_rows], out[i])
+            dequantize_row(qtype, tail[row - n_tiled_rows], out[i])

@@ -5,11 +5,11 @@ Kernels work on 16 lanes (one lane per weight row of a 16-row tile):
     F32x16  float accumulators, one per row
 Operators (+ - * & | << >>) work lane-wise on them; `>>` is a logical shift.
 
-The instruction set is chosen by the type of an `isa` token passed down the kernel:
-`ISA_AVX512` (vpdpbusd on zmm), `ISA_AVX2` (vpmaddubsw + vpmaddwd on two ymm halves) or
-`ISA_PORTABLE` (plain LLVM vector IR, lowered for whatever CPU runs it). Each token is its
-own Numba type, so one kernel source compiles (and caches) one specialization per
-instruction set, and the AVX-512 form is only ever compiled when requested.
+The instruction set is chosen by an `isa` argument, a static token (static.py) passed down
+the kernel: "avx512vnni" (vpdpbusd on zmm), "avx2" (vpmaddubsw + vpmaddwd on two ymm
+halves) or "portable" (plain LLVM vector IR, lowered for whatever CPU runs it). One kernel
+source compiles (and caches) one specialization per instruction set, and the AVX-512 form
+is only compiled when requested.
 """
 
 from __future__ import annotations
@@ -20,14 +20,11 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.core.datamodel import models
-from numba.extending import (
-    NativeValue,
-    intrinsic,
-    overload,
-    register_model,
-    typeof_impl,
-    unbox,
-)
+from numba.core.imputils import lower_builtin
+from numba.core.typing.templates import AbstractTemplate, infer_global, signature
+from numba.extending import intrinsic, register_model
+
+from .static import StaticType, static
 
 # ---------------------------------------------------------------- instruction-set tokens
 
@@ -37,41 +34,7 @@ AVX512_VNNI = "avx512vnni"
 ISA_NAMES = (PORTABLE, AVX2, AVX512_VNNI)
 
 
-class IsaType(types.Type):
-    def __init__(self, isa: str):
-        self.isa = isa
-        super().__init__(name=f"Isa[{isa}]")
-
-
-class Isa:
-    """A value whose Numba type names an instruction set; pass it as a kernel argument."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str):
-        if name not in ISA_NAMES:
-            raise ValueError(f"unknown instruction set {name!r}; known: {', '.join(ISA_NAMES)}")
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"Isa({self.name!r})"
-
-
-_ISA_TYPES = {name: IsaType(name) for name in ISA_NAMES}
-ISA_TOKENS = {name: Isa(name) for name in ISA_NAMES}
-
-
-@typeof_impl.register(Isa)
-def _typeof_isa(val, c):
-    return _ISA_TYPES[val.name]
-
-
-register_model(IsaType)(models.OpaqueModel)
-
-
-@unbox(IsaType)
-def _unbox_isa(typ, obj, c):
-    return NativeValue(c.context.get_constant_null(typ))
+ISA_TOKENS = {name: static(name) for name in ISA_NAMES}
 
 
 # ---------------------------------------------------------------- vector types
@@ -266,93 +229,47 @@ def sext_byte(typingctx, v, k):
 
 
 # ---------------------------------------------------------------- lane-wise operators
+# Registered as typing templates + lowerings (no helper functions to compile): a vector with
+# a vector of its type, or with a scalar that is splatted; `>>` on integers is logical.
+
+_INT_OPS = {
+    operator.add: "add", operator.sub: "sub", operator.mul: "mul", operator.and_: "and_",
+    operator.or_: "or_", operator.lshift: "shl", operator.rshift: "lshr",
+}  # fmt: skip
+_FLOAT_OPS = {operator.add: "fadd", operator.sub: "fsub", operator.mul: "fmul"}
 
 
-def _binary_intrinsic(build):
-    @intrinsic
-    def op(typingctx, a, b):
-        sig = a(a, a)
+def _register_operator(pyop):
+    class VecOperator(AbstractTemplate):
+        key = pyop
 
-        def codegen(context, builder, signature, args):
-            return build(builder, args[0], args[1])
-
-        return sig, codegen
-
-    return op
-
-
-def _shift_intrinsic(build):
-    @intrinsic
-    def op(typingctx, v, n):
-        sig = v(v, types.int32)
-
-        def codegen(context, builder, signature, args):
-            vt = args[0].type
-            n = args[1]
-            if vt.element.width != 32:
-                n = builder.trunc(n, vt.element)
-            return build(builder, args[0], _splat(builder, n, vt))
-
-        return sig, codegen
-
-    return op
-
-
-_int_ops = {
-    operator.add: _binary_intrinsic(lambda b, x, y: b.add(x, y)),
-    operator.sub: _binary_intrinsic(lambda b, x, y: b.sub(x, y)),
-    operator.mul: _binary_intrinsic(lambda b, x, y: b.mul(x, y)),
-    operator.and_: _binary_intrinsic(lambda b, x, y: b.and_(x, y)),
-    operator.or_: _binary_intrinsic(lambda b, x, y: b.or_(x, y)),
-}
-_float_ops = {
-    operator.add: _binary_intrinsic(lambda b, x, y: b.fadd(x, y)),
-    operator.sub: _binary_intrinsic(lambda b, x, y: b.fsub(x, y)),
-    operator.mul: _binary_intrinsic(lambda b, x, y: b.fmul(x, y)),
-}
-_shift_ops = {
-    operator.lshift: _shift_intrinsic(lambda b, x, n: b.shl(x, n)),
-    operator.rshift: _shift_intrinsic(lambda b, x, n: b.lshr(x, n)),
-}
-
-
-def _register_operators():
-    for pyop in (operator.add, operator.sub, operator.mul, operator.and_, operator.or_):
-
-        def make(pyop):
-            def impl(a, b):
-                if isinstance(a, VecType) and a == b:
-                    table = _float_ops if a.kind == "f" else _int_ops
-                    if pyop in table:
-                        fn = table[pyop]
-                        return lambda a, b: fn(a, b)
-                if a == I32x16 and isinstance(b, types.Integer):
-                    fn = _int_ops[pyop]
-                    return lambda a, b: fn(a, splat_i32(b))
-                if a == F32x16 and isinstance(b, types.Float) and pyop in _float_ops:
-                    fn = _float_ops[pyop]
-                    return lambda a, b: fn(a, splat_f32(b))
+        def generic(self, args, kws):
+            if len(args) != 2 or not isinstance(args[0], VecType):
                 return None
+            a, b = args
+            table = _FLOAT_OPS if a.kind == "f" else _INT_OPS
+            scalar_ok = types.Number if a.kind == "f" else types.Integer
+            if pyop in table and (b == a or isinstance(b, scalar_ok)):
+                return signature(a, a, b)
+            return None
 
-            return impl
+    infer_global(pyop)(VecOperator)
 
-        overload(pyop)(make(pyop))
+    def lower(context, builder, sig, args):
+        vty, bty = sig.args
+        a, b = args
+        if not isinstance(bty, VecType):
+            scalar = types.float32 if vty.kind == "f" else types.int32
+            b = _splat(builder, context.cast(builder, b, bty, scalar), vty.llvm())
+        table = _FLOAT_OPS if vty.kind == "f" else _INT_OPS
+        return getattr(builder, table[pyop])(a, b)
 
-    for pyop in (operator.lshift, operator.rshift):
-
-        def make_shift(pyop):
-            def impl(v, n):
-                if isinstance(v, VecType) and v.kind == "i" and isinstance(n, types.Integer):
-                    fn = _shift_ops[pyop]
-                    return lambda v, n: fn(v, n)
-                return None
-
-            return impl
-
-        overload(pyop)(make_shift(pyop))
+    for other in (VecType, types.Integer, types.Float):
+        lower_builtin(pyop, VecType, other)(lower)
 
 
-_register_operators()
+for _op in _INT_OPS:
+    _register_operator(_op)
 
 
 # ---------------------------------------------------------------- dot products per ISA
@@ -442,9 +359,9 @@ def _dot_codegen(isa: str, signed_weights: bool):
 def _dot_intrinsic(signed_weights: bool, doc: str):
     @intrinsic
     def dot(typingctx, isa, acc, w, a):
-        if not isinstance(isa, IsaType):
+        if not isinstance(isa, StaticType) or isa.value not in ISA_NAMES:
             return None
-        return I32x16(isa, I32x16, I32x16, I32x16), _dot_codegen(isa.isa, signed_weights)
+        return I32x16(isa, I32x16, I32x16, I32x16), _dot_codegen(isa.value, signed_weights)
 
     dot.__doc__ = doc
     return dot

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
 
 from . import type_ids as T
 from .simd import (
@@ -31,6 +32,7 @@ from .simd import (
     to_f32,
     zeros_i32x16,
 )  # fmt: skip
+from .static import StaticType
 
 LOW4 = np.int32(0x0F0F0F0F)
 BIT0 = np.int32(0x01010101)
@@ -236,27 +238,44 @@ def tile_dot_q3_k(isa, qs, sc, dh, tb, b, xq, xd, xs, xsum, facc):
     return fma(to_f32(isum), half(dh, tb, 1, 0) * xd[b], facc)
 
 
-# ------------------------------------------------------------------ dispatch
+@njit(inline="always")
+def tile_dot_q4_k(isa, qs, sc, dh, tb, b, xq, xd, xs, xsum, facc):
+    return tile_dot_q45_k(isa, qs, sc, dh, tb, b, xq, xd, xs, xsum, facc, False)
 
 
 @njit(inline="always")
-def tile_dot(isa, qtype, qs, sc, dh, tb, b, xq, xd, xs, xsum, facc):
-    if qtype == T.Q8_0:
-        return tile_dot_q8_0(isa, qs, sc, dh, tb, b, xq, xd, xs, xsum, facc)
-    if qtype == T.Q4_0:
-        return tile_dot_q4_0(isa, qs, sc, dh, tb, b, xq, xd, xs, xsum, facc)
-    if qtype == T.Q4_1:
-        return tile_dot_q4_1(isa, qs, sc, dh, tb, b, xq, xd, xs, xsum, facc)
-    if qtype == T.Q5_0:
-        return tile_dot_q5_0(isa, qs, sc, dh, tb, b, xq, xd, xs, xsum, facc)
-    if qtype == T.Q5_1:
-        return tile_dot_q5_1(isa, qs, sc, dh, tb, b, xq, xd, xs, xsum, facc)
-    if qtype == T.Q2_K:
-        return tile_dot_q2_k(isa, qs, sc, dh, tb, b, xq, xd, xs, xsum, facc)
-    if qtype == T.Q3_K:
-        return tile_dot_q3_k(isa, qs, sc, dh, tb, b, xq, xd, xs, xsum, facc)
-    if qtype == T.Q4_K:
-        return tile_dot_q45_k(isa, qs, sc, dh, tb, b, xq, xd, xs, xsum, facc, False)
-    if qtype == T.Q5_K:
-        return tile_dot_q45_k(isa, qs, sc, dh, tb, b, xq, xd, xs, xsum, facc, True)
-    return tile_dot_q6_k(isa, qs, sc, dh, tb, b, xq, xd, xs, xsum, facc)
+def tile_dot_q5_k(isa, qs, sc, dh, tb, b, xq, xd, xs, xsum, facc):
+    return tile_dot_q45_k(isa, qs, sc, dh, tb, b, xq, xd, xs, xsum, facc, True)
+
+
+# ------------------------------------------------------------------ dispatch
+
+TILE_DOTS = {
+    T.Q4_0: tile_dot_q4_0,
+    T.Q4_1: tile_dot_q4_1,
+    T.Q5_0: tile_dot_q5_0,
+    T.Q5_1: tile_dot_q5_1,
+    T.Q8_0: tile_dot_q8_0,
+    T.Q2_K: tile_dot_q2_k,
+    T.Q3_K: tile_dot_q3_k,
+    T.Q4_K: tile_dot_q4_k,
+    T.Q5_K: tile_dot_q5_k,
+    T.Q6_K: tile_dot_q6_k,
+}
+
+
+def tile_dot(qtype, isa, qs, sc, dh, tb, b, xq, xd, xs, xsum, facc):
+    """tile_dot_<qtype>(...) for a static qtype token: only that type's code is compiled."""
+    raise NotImplementedError("tile_dot is only callable from Numba code")
+
+
+@overload(tile_dot, inline="always")
+def _tile_dot(qtype, isa, qs, sc, dh, tb, b, xq, xd, xs, xsum, facc):
+    if not isinstance(qtype, StaticType) or qtype.value not in TILE_DOTS:
+        return None
+    fn = TILE_DOTS[qtype.value]
+
+    def impl(qtype, isa, qs, sc, dh, tb, b, xq, xd, xs, xsum, facc):
+        return fn(isa, qs, sc, dh, tb, b, xq, xd, xs, xsum, facc)
+
+    return impl

@@ -1,19 +1,24 @@
-"""Matrix kernels over 16-row tiles, multi-threaded over tiles (one prange per call).
+"""The fused matrix kernels: one call quantizes the input, runs every tile, then the tail rows.
 
-    matmul_tiles(isa, qtype, n_tiles, qs, sc, dh, n_blocks, xq, xd, xs, xsum, out)
-        out (n_tok, >= 16 * n_tiles) float32; row t*16 + lane of tile t. Activations are
-        per token: xq int32 (n_tok, n_in/4), xd, xs, xsum as tile_dots describes.
-    matmul_float_tiles(kind, n_tiles, w, x, out)
-        F32 / F16 / BF16 tiles w, flat (n_tiles, n_in, 16) float32 or uint16 bits; x (n_tok, n_in).
-
-Each token's pass over a tile's row of blocks re-reads that row from cache, not from memory:
-the weights stream from DRAM once per call whatever the number of tokens.
+    linear_blocks(isa, qtype, quants, scales, halves, tail, x, out)
+        W of a block type in tiles (repack.Tiles fields, flat) plus tail rows in file blocks;
+        x (n_tok, n_in) float32, out (n_tok, n_out) float32 = x @ W.T.
+    linear_float(kind, tiles, tail, x, out)
+        F32 / F16 / BF16 (kind 0 / 1 / 2) W: tiles flat (n_tiles, n_in, 16) float32 or uint16
+        bits, tail (n_out % 16, n_in).
+isa and qtype are static tokens (static.py). Work is split over tiles (one prange); each
+token's pass over a tile re-reads the tile's row of blocks from cache, so the weights
+stream from memory once per call whatever the number of tokens.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
 
+from .dot_rows import dot_float_row, dot_row
+from .quantize_activations import quantize_input
+from .scalar import bf16_to_f32, f16_to_f32, f32_to_bits, f32_to_f16
 from .simd import (
     fma,
     load_bf16x16,
@@ -29,15 +34,28 @@ FLOAT_F32, FLOAT_F16, FLOAT_BF16 = 0, 1, 2
 
 
 @njit(cache=True, parallel=True)
-def matmul_tiles(isa, qtype, n_tiles, qs, sc, dh, n_blocks, xq, xd, xs, xsum, out):
+def linear_blocks(isa, qtype, quants, scales, halves, tail, x, out):
+    n_tok = x.shape[0]
+    n_tail = tail.shape[0]
+    n_tiles = (out.shape[1] - n_tail) // 16
+    xq, xd, xs, xsum = quantize_input(qtype, x)
+    xq32 = xq.view(np.int32)  # (n_tok, n_in/4): 4 codes per word, as the tiles hold weights
+    n_blocks = xd.shape[1]
     for t in prange(n_tiles):
-        for tok in range(xq.shape[0]):
-            x_q, x_d, x_s, x_sum = xq[tok], xd[tok], xs[tok], xsum[tok]
+        for tok in range(n_tok):
+            x_q, x_d, x_s, x_sum = xq32[tok], xd[tok], xs[tok], xsum[tok]
             facc = zeros_f32x16()
             for b in range(n_blocks):
                 tb = t * n_blocks + b
-                facc = tile_dot(isa, qtype, qs, sc, dh, tb, b, x_q, x_d, x_s, x_sum, facc)
+                facc = tile_dot(
+                    qtype, isa, quants, scales, halves, tb, b, x_q, x_d, x_s, x_sum, facc
+                )
             store_f32x16(out[tok], t * 16, facc)
+    for r in range(n_tail):
+        for tok in range(n_tok):
+            out[tok, n_tiles * 16 + r] = dot_row(
+                qtype, tail[r], xq[tok], xd[tok], xs[tok], xsum[tok]
+            )
 
 
 @njit(inline="always")
@@ -50,23 +68,51 @@ def load_lanes(kind, w, i):
     return load_bf16x16(w, i)
 
 
+@njit(inline="always")
+def round_input(kind, x):
+    """x rounded to the weight's half type (ggml converts activations so for F16/BF16)."""
+    if kind == FLOAT_F32:
+        return x
+    xr = np.empty_like(x)
+    for t in range(x.shape[0]):
+        for k in range(x.shape[1]):
+            v = x[t, k]
+            if kind == FLOAT_F16:
+                xr[t, k] = f16_to_f32(f32_to_f16(v))
+            elif v != v:  # NaN stays NaN
+                xr[t, k] = v
+            else:  # bf16: round to nearest even on the top 16 bits
+                bits = f32_to_bits(v)
+                bits = (
+                    bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
+                ) >> np.uint32(16)
+                xr[t, k] = bf16_to_f32(np.uint16(bits))
+    return xr
+
+
 @njit(cache=True, parallel=True)
-def matmul_float_tiles(kind, n_tiles, w, x, out):
-    n_in = x.shape[1]
+def linear_float(kind, tiles, tail, x, out):
+    n_tok, n_in = x.shape
+    n_tail = tail.shape[0]
+    n_tiles = (out.shape[1] - n_tail) // 16
+    xr = round_input(kind, x)
     for t in prange(n_tiles):
         base = t * n_in * 16
-        for tok in range(x.shape[0]):
-            xt = x[tok]
+        for tok in range(n_tok):
+            xt = xr[tok]
             # four independent accumulators hide the FMA latency
             a0, a1, a2, a3 = zeros_f32x16(), zeros_f32x16(), zeros_f32x16(), zeros_f32x16()
             k = 0
             while k + 4 <= n_in:
-                a0 = fma(load_lanes(kind, w, base + k * 16), splat_f32(xt[k]), a0)
-                a1 = fma(load_lanes(kind, w, base + k * 16 + 16), splat_f32(xt[k + 1]), a1)
-                a2 = fma(load_lanes(kind, w, base + k * 16 + 32), splat_f32(xt[k + 2]), a2)
-                a3 = fma(load_lanes(kind, w, base + k * 16 + 48), splat_f32(xt[k + 3]), a3)
+                a0 = fma(load_lanes(kind, tiles, base + k * 16), splat_f32(xt[k]), a0)
+                a1 = fma(load_lanes(kind, tiles, base + k * 16 + 16), splat_f32(xt[k + 1]), a1)
+                a2 = fma(load_lanes(kind, tiles, base + k * 16 + 32), splat_f32(xt[k + 2]), a2)
+                a3 = fma(load_lanes(kind, tiles, base + k * 16 + 48), splat_f32(xt[k + 3]), a3)
                 k += 4
             while k < n_in:
-                a0 = fma(load_lanes(kind, w, base + k * 16), splat_f32(xt[k]), a0)
+                a0 = fma(load_lanes(kind, tiles, base + k * 16), splat_f32(xt[k]), a0)
                 k += 1
             store_f32x16(out[tok], t * 16, (a0 + a1) + (a2 + a3))
+    for r in range(n_tail):
+        for tok in range(n_tok):
+            out[tok, n_tiles * 16 + r] = dot_float_row(kind, tail[r], xr[tok])
