@@ -1,0 +1,170 @@
+"""The linear kernels (pack_weight, matvec, matmul, get_rows, dequantize) against the numpy
+reference (llamba.formats.quants), for every type and every instruction-set path this CPU runs.
+
+matvec/matmul are checked against float64 dot products with the reference-dequantized weights,
+within a bound derived from how the kernels quantize activations (see `error_bound`), and the
+instruction-set paths must agree with each other.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llamba.formats import quants as ref
+from llamba.formats.ggml_types import TYPE_INFO, GGMLType
+from llamba.kernels import linear
+from llamba.kernels.cpu_features import available_isas
+
+BLOCK_32 = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
+K_QUANTS = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+FLOATS = ["F32", "F16", "BF16"]
+ALL_TYPES = BLOCK_32 + K_QUANTS + FLOATS
+ISAS = available_isas()  # fastest first; "portable" is always there
+
+
+def make_weight(name: str, n_out: int, n_in: int, seed: int = 0) -> np.ndarray:
+    """Reference-quantized blocks (n_out, row_bytes) of a random matrix with uneven row scales."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    w *= rng.uniform(0.01, 2.0, (n_out, 1)).astype(np.float32)
+    return ref.quantize(w, name)
+
+
+def widths(name: str) -> list[int]:
+    # the real models' widths 576 and 640 are not multiples of 256: no k-quant has them
+    return [512, 1536] if name in K_QUANTS else [576, 640, 2048]
+
+
+def error_bound(name: str, w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Largest |kernel - exact| allowed per output (n_tok, n_out), from the activation rounding.
+
+    Q8_0-style 32-blocks: |x - q * fp16(d)| <= d/2 + 127 d 2^-11 with d = amax / 127;
+    Q8_K 256-blocks: d/2 with d = amax / 127 in float32; F16/BF16 inputs: |x| 2^-11 / 2^-8.
+    Summed with |w| over the row, plus float32 accumulation slack.
+    """
+    ax = np.abs(x.astype(np.float64))  # (n_tok, n_in)
+    if name in BLOCK_32 or name in K_QUANTS:
+        block = 256 if name in K_QUANTS else 32
+        amax = ax.reshape(x.shape[0], -1, block).max(axis=2) / 127.0
+        per = 0.5 + (0.0 if name in K_QUANTS else 127 * 2.0**-11)
+        err = np.repeat(amax * per, block, axis=1) * (1 + 1e-6)
+    else:
+        err = ax * {"F32": 0.0, "F16": 2.0**-11, "BF16": 2.0**-8}[name]
+    aw = np.abs(w)
+    return err @ aw.T + 3e-5 * np.sqrt(w.shape[1]) * (ax @ aw.T) + 1e-30
+
+
+def run_matmul(pw, x: np.ndarray, isa: str) -> np.ndarray:
+    out = np.full((x.shape[0], pw.n_out), np.nan, np.float32)
+    linear.matmul(pw, x, out, isa=isa)
+    return out
+
+
+@pytest.mark.parametrize("name", ALL_TYPES)
+def test_dequantize_bit_exact(name):
+    for n_in in widths(name):
+        raw = make_weight(name, 37, n_in)  # 2 tiles of 16 rows + 5 tail rows
+        pw = linear.pack_weight(raw, name, n_in)
+        want = ref.dequantize(raw, name, (37, n_in))
+        got = linear.dequantize(pw)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+        np.testing.assert_array_equal(linear.dequantize_row(pw, 36), want[36])
+
+
+@pytest.mark.parametrize("name", ALL_TYPES)
+def test_matmul_matvec_every_isa(name):
+    rng = np.random.default_rng(1)
+    for n_in, n_out in zip(widths(name), (37, 16, 3), strict=False):
+        raw = make_weight(name, n_out, n_in, seed=n_in)
+        pw = linear.pack_weight(raw, name, n_in)
+        w = ref.dequantize(raw, name, (n_out, n_in)).astype(np.float64)
+        x = rng.standard_normal((5, n_in)).astype(np.float32)
+        x[1] *= 100.0  # tokens of very different scales
+        x[2, : n_in // 2] = 0.0  # all-zero activation blocks
+        exact = x.astype(np.float64) @ w.T
+        bound = error_bound(name, w, x)
+        results = {}
+        for isa in ISAS:
+            got = run_matmul(pw, x, isa)
+            err = np.abs(got - exact)
+            assert np.all(err <= bound), (isa, n_in, n_out, float((err / bound).max()))
+            vec = np.full(n_out, np.nan, np.float32)
+            linear.matvec(pw, x[3], vec, isa=isa)
+            np.testing.assert_allclose(vec, got[3], rtol=1e-6, atol=1e-6 * np.abs(got[3]).max())
+            results[isa] = got
+        for got in results.values():  # the paths do the same integer sums
+            atol = 1e-6 * np.abs(got).max()
+            np.testing.assert_allclose(got, results[ISAS[0]], rtol=1e-5, atol=atol)
+
+
+def test_matmul_many_tokens():
+    """Prefill-sized batches give the same rows as one token at a time."""
+    raw = make_weight("Q4_K", 48, 512)
+    pw = linear.pack_weight(raw, "Q4_K", 512)
+    x = np.random.default_rng(2).standard_normal((67, 512)).astype(np.float32)
+    got = run_matmul(pw, x, ISAS[0])
+    for t in (0, 33, 66):
+        vec = np.empty(48, np.float32)
+        linear.matvec(pw, x[t], vec)
+        np.testing.assert_array_equal(vec, got[t])
+
+
+@pytest.mark.parametrize("name", ["Q8_0", "Q6_K", "F16"])
+def test_get_rows(name):
+    n_in = widths(name)[0]
+    raw = make_weight(name, 37, n_in)
+    pw = linear.pack_weight(raw, name, n_in)
+    want = ref.dequantize(raw, name, (37, n_in))
+    ids = np.array([36, 0, 17, 17, 31, 32], np.int32)  # tail rows, repeats, tile edges
+    out = np.empty((ids.size, n_in), np.float32)
+    linear.get_rows(pw, ids, out)
+    np.testing.assert_array_equal(out, want[ids])
+    linear.get_rows(pw, np.array([], np.int64), np.empty((0, n_in), np.float32))
+
+
+@pytest.mark.parametrize("name", ALL_TYPES)
+def test_packed_size_is_the_file_size(name):
+    n_in = widths(name)[0]
+    raw = make_weight(name, 37, n_in)
+    pw = linear.pack_weight(raw, name, n_in)
+    assert (pw.n_out, pw.n_in, pw.ggml_type) == (37, n_in, GGMLType[name])
+    assert (
+        pw.nbytes
+        == raw.nbytes
+        == 37 * n_in // TYPE_INFO[GGMLType[name]].block_size * (TYPE_INFO[GGMLType[name]].type_size)
+    )
+
+
+def test_float_inputs_accepted_as_arrays():
+    w = np.random.default_rng(3).standard_normal((20, 64)).astype(np.float32)
+    x = np.random.default_rng(4).standard_normal(64).astype(np.float32)
+    for raw, name in ((w, "F32"), (w.astype(np.float16), "F16")):
+        pw = linear.pack_weight(raw, name, 64)
+        out = np.empty(20, np.float32)
+        linear.matvec(pw, x, out)
+        w64 = w.astype(raw.dtype).astype(np.float64)
+        bound = error_bound(name, w64, x[None])[0]
+        assert np.all(np.abs(out - w64 @ x) <= bound)
+
+
+def test_bad_inputs_raise_clear_errors():
+    raw = make_weight("Q4_0", 16, 64)
+    with pytest.raises(ValueError, match="no kernels for GGML type IQ2_XXS"):
+        linear.pack_weight(raw, "IQ2_XXS", 64)
+    with pytest.raises(ValueError, match="uint8"):
+        linear.pack_weight(raw[:, :-1], "Q4_0", 64)
+    with pytest.raises(ValueError, match="multiple"):
+        linear.pack_weight(raw, "Q4_0", 60)
+    pw = linear.pack_weight(raw, "Q4_0", 64)
+    with pytest.raises(ValueError, match="X must be"):
+        linear.matmul(pw, np.zeros((2, 64), np.float64), np.zeros((2, 16), np.float32))
+    with pytest.raises(ValueError, match="X must be"):
+        linear.matmul(pw, np.zeros((64, 2), np.float32).T, np.zeros((2, 16), np.float32))
+    with pytest.raises(ValueError, match="out must be"):
+        linear.matvec(pw, np.zeros(64, np.float32), np.zeros(15, np.float32))
+    with pytest.raises(IndexError):
+        linear.get_rows(pw, np.array([16]), np.zeros((1, 64), np.float32))
+    with pytest.raises(ValueError, match="unknown instruction set"):
+        linear.matvec(pw, np.zeros(64, np.float32), np.zeros(16, np.float32), isa="sse9")
