@@ -22,10 +22,6 @@ from .tokenizer_pretok import PreTokenizer, resolve_pre_tokenizer
 log = logging.getLogger(__name__)
 
 K = Keys.Tokenizer
-# fill-in-the-middle ids llama.cpp reads that formats/keys.py does not list (yet)
-FIM_PAD_ID = "tokenizer.ggml.fim_pad_token_id"
-FIM_REP_ID = "tokenizer.ggml.fim_rep_token_id"
-FIM_SEP_ID = "tokenizer.ggml.fim_sep_token_id"
 
 
 class TokenizerError(ValueError):
@@ -73,11 +69,11 @@ FIM_TEXTS = {
     K.FIM_MID_ID: ("<|fim_middle|>", "<fim-middle>", "<fim_middle>",
                    "<\uff5cfim\u2581end\uff5c>", "<MID>", "\u2581<MID>", "<|code_middle|>",
                    "<|middle|>"),
-    FIM_PAD_ID: ("<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>",
+    K.FIM_PAD_ID: ("<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>",
                                         "[PAD]"),
-    FIM_REP_ID: ("<|fim_repo|>", "<|repo_name|>", "<fim-repo>",
+    K.FIM_REP_ID: ("<|fim_repo|>", "<|repo_name|>", "<fim-repo>",
                                         "<REPO>", "<reponame>"),
-    FIM_SEP_ID: ("<|file_sep|>",),
+    K.FIM_SEP_ID: ("<|file_sep|>",),
 }  # fmt: skip
 # every token with one of these texts ends generation
 EOG_TEXTS = (
@@ -216,7 +212,7 @@ def load_vocab(meta: Mapping[str, Any]) -> Vocab:
         "bos": K.BOS_ID, "eos": K.EOS_ID, "eot": K.EOT_ID, "eom": K.EOM_ID, "unk": K.UNK_ID,
         "sep": K.SEP_ID, "pad": K.PAD_ID, "mask": K.MASK_ID, "fim_pre": K.FIM_PRE_ID,
         "fim_suf": K.FIM_SUF_ID, "fim_mid": K.FIM_MID_ID,
-        "fim_pad": FIM_PAD_ID, "fim_rep": FIM_REP_ID, "fim_sep": FIM_SEP_ID,
+        "fim_pad": K.FIM_PAD_ID, "fim_rep": K.FIM_REP_ID, "fim_sep": K.FIM_SEP_ID,
     }  # fmt: skip
     for role, key in id_keys.items():
         tid = special.get(role)

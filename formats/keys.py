@@ -117,6 +117,9 @@ class Keys:
         FIM_PRE_ID = "tokenizer.ggml.fim_pre_token_id"
         FIM_SUF_ID = "tokenizer.ggml.fim_suf_token_id"
         FIM_MID_ID = "tokenizer.ggml.fim_mid_token_id"
+        FIM_PAD_ID = "tokenizer.ggml.fim_pad_token_id"
+        FIM_REP_ID = "tokenizer.ggml.fim_rep_token_id"
+        FIM_SEP_ID = "tokenizer.ggml.fim_sep_token_id"
 
 
 class TokenType(enum.IntEnum):
