@@ -20,7 +20,14 @@ import numpy as np
 
 from .errors import FormatError
 from .ggml_types import SCALAR_DTYPES, TYPE_INFO, GGMLType
-from .keys import GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, SCALAR_FORMATS, GGUFValueType, Keys
+from .keys import (
+    ARRAY_DTYPES,
+    GGUF_DEFAULT_ALIGNMENT,
+    GGUF_MAGIC,
+    SCALAR_FORMATS,
+    GGUFValueType,
+    Keys,
+)
 
 SUPPORTED_VERSIONS = (2, 3)
 MAX_DIMS = 4  # GGML_MAX_DIMS
@@ -34,20 +41,6 @@ _MIN_VALUE_BYTES[GGUFValueType.STRING] = 8  # length only
 _MIN_VALUE_BYTES[GGUFValueType.ARRAY] = 4 + 8  # element type + count
 _MIN_KV_BYTES = 8 + 4 + 1  # key length + value type + smallest value
 _MIN_TENSOR_INFO_BYTES = 8 + 4 + 8 + 4 + 8  # name length, n_dims, one dim, type, offset
-
-_NUMPY_ELEM = {
-    GGUFValueType.UINT8: "<u1",
-    GGUFValueType.INT8: "<i1",
-    GGUFValueType.UINT16: "<u2",
-    GGUFValueType.INT16: "<i2",
-    GGUFValueType.UINT32: "<u4",
-    GGUFValueType.INT32: "<i4",
-    GGUFValueType.FLOAT32: "<f4",
-    GGUFValueType.BOOL: "?",
-    GGUFValueType.UINT64: "<u8",
-    GGUFValueType.INT64: "<i8",
-    GGUFValueType.FLOAT64: "<f8",
-}
 
 
 class TypedList(list):
@@ -162,8 +155,8 @@ def _read_value(cur: _Cursor, vtype: GGUFValueType, key: str, depth: int = 0):
         raise cur.fail(f"arrays nested deeper than {MAX_ARRAY_NESTING} in {key!r}")
     elem = cur.value_type(f"array element type of {key!r}")
     n = cur.count(f"array length of {key!r}", _MIN_VALUE_BYTES[elem])
-    if elem in _NUMPY_ELEM:
-        dtype = np.dtype(_NUMPY_ELEM[elem])
+    if elem in ARRAY_DTYPES:
+        dtype = np.dtype(ARRAY_DTYPES[elem])
         nbytes = n * dtype.itemsize
         cur.need(nbytes, f"array {key!r}")
         if elem == GGUFValueType.BOOL:

@@ -31,7 +31,14 @@ from .gguf_reader import (
     GGUFFile,
     TypedList,
 )
-from .keys import GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, SCALAR_FORMATS, GGUFValueType, Keys
+from .keys import (
+    ARRAY_DTYPES,
+    GGUF_DEFAULT_ALIGNMENT,
+    GGUF_MAGIC,
+    SCALAR_FORMATS,
+    GGUFValueType,
+    Keys,
+)
 
 
 class WriterState(enum.Enum):
@@ -53,7 +60,7 @@ def _infer_type(value: Any) -> tuple[GGUFValueType, GGUFValueType | None]:
     if isinstance(value, str):
         return GGUFValueType.STRING, None
     if isinstance(value, np.ndarray):
-        for vt, dt in _ARRAY_DTYPES.items():
+        for vt, dt in ARRAY_DTYPES.items():
             if value.dtype == np.dtype(dt):
                 return GGUFValueType.ARRAY, vt
         raise TypeError(f"no GGUF array type for numpy dtype {value.dtype}")
@@ -64,21 +71,6 @@ def _infer_type(value: Any) -> tuple[GGUFValueType, GGUFValueType | None]:
             return GGUFValueType.ARRAY, GGUFValueType.INT32
         return GGUFValueType.ARRAY, _infer_type(value[0])[0]
     raise TypeError(f"cannot store a {type(value).__name__} in GGUF metadata")
-
-
-_ARRAY_DTYPES = {
-    GGUFValueType.UINT8: "<u1",
-    GGUFValueType.INT8: "<i1",
-    GGUFValueType.UINT16: "<u2",
-    GGUFValueType.INT16: "<i2",
-    GGUFValueType.UINT32: "<u4",
-    GGUFValueType.INT32: "<i4",
-    GGUFValueType.FLOAT32: "<f4",
-    GGUFValueType.BOOL: "?",
-    GGUFValueType.UINT64: "<u8",
-    GGUFValueType.INT64: "<i8",
-    GGUFValueType.FLOAT64: "<f8",
-}
 
 
 def _encode_string(s: str) -> bytes:
@@ -96,7 +88,7 @@ def _encode_value(value: Any, vtype: GGUFValueType, elem: GGUFValueType | None) 
     if elem is None:
         raise TypeError("an array value needs an element type")
     head = struct.pack("<IQ", elem, len(value))
-    if elem in _ARRAY_DTYPES:
+    if elem in ARRAY_DTYPES:
         return head + _array_bytes(value, elem)
     if elem == GGUFValueType.STRING:
         return head + b"".join(_encode_string(s) for s in value)
@@ -107,7 +99,7 @@ def _encode_value(value: Any, vtype: GGUFValueType, elem: GGUFValueType | None) 
 def _array_bytes(value: Any, elem: GGUFValueType) -> bytes:
     """Elements as little-endian bytes; integers that do not fit the type are an error, not
     silently wrapped (numpy's astype would wrap them)."""
-    dtype = np.dtype(_ARRAY_DTYPES[elem])
+    dtype = np.dtype(ARRAY_DTYPES[elem])
     src = np.asarray(value)
     if src.ndim != 1:
         raise ValueError(f"a GGUF array must be one-dimensional, got shape {src.shape}")
