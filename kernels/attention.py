@@ -11,6 +11,10 @@ rows >= n_ctx, so row = position; a sliding-window layer may keep a ring of only
 rows >= window + n_batch - 1 rows, enough that a batch never overwrites a key that one of its
 own tokens still needs. A token at position p attends to positions [lo, p], with
 lo = max(0, p - window + 1) for a window, else 0.
+
+Rounding follows ggml's (non-flash) attention, so results track llama.cpp's: Q is rounded to
+f16 for the f16 K·Q products, and the softmax weights are rounded to f16 for the weighted sum
+of f16 values; sums of squares and of exponentials are accumulated in float64.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from .ops_f16 import f16_to_f32, f32_to_f16
 from .ops_rope import rotate_head
 
 SCRATCH_ROWS = numba.config.NUMBA_NUM_THREADS  # one score row per possible worker thread
+PARALLEL_MIN_TOKENS = 4  # fewer tokens: prepare_qkv runs on the calling thread
+PARALLEL_MIN_WORK = 1 << 18  # multiply-adds below which attention runs on one thread
 
 
 def score_scratch(n_ctx: int) -> np.ndarray:
@@ -32,50 +38,147 @@ def score_scratch(n_ctx: int) -> np.ndarray:
 
 @njit(cache=True, fastmath=True, inline="always")
 def _rms_norm_head(vec, weight, eps):
-    sum_sq = 0.0
+    sum_sq = 0.0  # float64 sum of float32 squares, then float32 maths, as ggml's rms_norm
     for d in range(vec.shape[0]):
-        sum_sq += np.float64(vec[d]) * vec[d]
-    scale = np.float32(1.0 / np.sqrt(sum_sq / vec.shape[0] + eps))
+        sum_sq += vec[d] * vec[d]
+    mean = np.float32(sum_sq / vec.shape[0])
+    scale = np.float32(1.0) / np.sqrt(mean + np.float32(eps))
     for d in range(vec.shape[0]):
         vec[d] = vec[d] * scale * weight[d]
 
 
+@njit(cache=True, inline="always")
+def _round_f16(x):
+    return f16_to_f32(f32_to_f16(x))
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _prepare_token(
+    t, q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm, eps, q_scale,
+    q_out, k_cache, v_cache, kh,
+):  # fmt: skip
+    n_head = q_out.shape[1]
+    n_kv_head, rows, head_dim = k_cache.shape
+    p = positions[t]
+    row = p % rows
+    for h in range(n_head):
+        qh = q_out[t, h]  # (head_dim,)
+        qh[:] = q[t, h * head_dim : (h + 1) * head_dim]
+        if use_qk_norm:
+            _rms_norm_head(qh, q_norm, eps)
+        rotate_head(qh, cos[p], sin[p], neox)
+        for d in range(head_dim):
+            qh[d] = _round_f16(qh[d] * q_scale)
+    for h in range(n_kv_head):
+        kh[:] = k[t, h * head_dim : (h + 1) * head_dim]
+        if use_qk_norm:
+            _rms_norm_head(kh, k_norm, eps)
+        rotate_head(kh, cos[p], sin[p], neox)
+        for d in range(head_dim):
+            k_cache[h, row, d] = f32_to_f16(kh[d])
+            v_cache[h, row, d] = f32_to_f16(v[t, h * head_dim + d])
+
+
+@njit(cache=True, fastmath=True)
+def _prepare_serial(
+    q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm, eps, q_scale,
+    q_out, k_cache, v_cache,
+):  # fmt: skip
+    kh = np.empty(k_cache.shape[2], dtype=np.float32)  # (head_dim,) one key head at a time
+    for t in range(q.shape[0]):
+        _prepare_token(t, q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm,
+                       eps, q_scale, q_out, k_cache, v_cache, kh)  # fmt: skip
+
+
 @njit(cache=True, fastmath=True, parallel=True)
+def _prepare_parallel(
+    q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm, eps, q_scale,
+    q_out, k_cache, v_cache,
+):  # fmt: skip
+    for t in prange(q.shape[0]):
+        kh = np.empty(k_cache.shape[2], dtype=np.float32)  # (head_dim,)
+        _prepare_token(t, q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm,
+                       eps, q_scale, q_out, k_cache, v_cache, kh)  # fmt: skip
+
+
 def prepare_qkv(
-    q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm, eps, q_out, k_cache, v_cache
-):
-    """Norm and rotate Q into q_out; norm, rotate and store K, store V into the cache.
+    q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm, eps, q_scale,
+    q_out, k_cache, v_cache,
+):  # fmt: skip
+    """Norm, rotate, scale and round Q into q_out; norm, rotate and store K, store V.
 
     q: (n, n_head * head_dim); k, v: (n, n_kv_head * head_dim)  float32, any strides
     positions: (n,) ints; cache row = position % rows
     cos, sin: (n_pos, n_rot/2) rope tables; neox: pairing (see ops_rope)
     q_norm, k_norm: (head_dim,) QK-norm weights, read only when use_qk_norm
-    q_out: (n, n_head, head_dim) float32
+    q_scale: multiplies Q after rope (Gemma scales Q there; else 1)
+    q_out: (n, n_head, head_dim) float32 holding f16-representable values
     k_cache, v_cache: (n_kv_head, rows, head_dim) uint16 (f16 bits) of this layer
+    Tokens run on all threads only in prefill: a thread team costs more than one token.
     """
-    n_head = q_out.shape[1]
-    n_kv_head, rows, head_dim = k_cache.shape
-    for t in prange(q.shape[0]):
-        p = positions[t]
-        row = p % rows
-        for h in range(n_head):
-            qh = q_out[t, h]  # (head_dim,)
-            qh[:] = q[t, h * head_dim : (h + 1) * head_dim]
-            if use_qk_norm:
-                _rms_norm_head(qh, q_norm, eps)
-            rotate_head(qh, cos[p], sin[p], neox)
-        kh = np.empty(head_dim, dtype=np.float32)  # (head_dim,) one key head at a time
-        for h in range(n_kv_head):
-            kh[:] = k[t, h * head_dim : (h + 1) * head_dim]
-            if use_qk_norm:
-                _rms_norm_head(kh, k_norm, eps)
-            rotate_head(kh, cos[p], sin[p], neox)
-            for d in range(head_dim):
-                k_cache[h, row, d] = f32_to_f16(kh[d])
-                v_cache[h, row, d] = f32_to_f16(v[t, h * head_dim + d])
+    run = _prepare_parallel if q.shape[0] >= PARALLEL_MIN_TOKENS else _prepare_serial
+    run(q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm, eps, q_scale,
+        q_out, k_cache, v_cache)  # fmt: skip
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _attend(item, q, k_cache, v_cache, positions, window, scale, softcap, out, s):
+    """One (token, query head): scores into s, softmax, weighted sum of values into out."""
+    n, n_head, head_dim = q.shape
+    n_kv_head, rows, _ = k_cache.shape
+    t = item // n_head
+    h = item % n_head
+    kv = h // (n_head // n_kv_head)
+    p = positions[t]
+    lo = max(0, p - window + 1) if window > 0 else 0
+    qh = q[t, h]  # (head_dim,)
+
+    # scores and their maximum
+    peak = -np.inf
+    for j in range(lo, p + 1):
+        kr = k_cache[kv, j % rows]  # (head_dim,)
+        dot = np.float32(0.0)
+        for d in range(head_dim):
+            dot += f16_to_f32(kr[d]) * qh[d]
+        dot *= scale
+        if softcap > 0:
+            dot = softcap * np.tanh(dot / softcap)
+        s[j - lo] = dot
+        peak = max(peak, dot)
+
+    # softmax weights, rounded to f16
+    total = 0.0  # float64
+    for j in range(p + 1 - lo):
+        e = np.exp(s[j] - peak)
+        s[j] = e
+        total += e
+    inv_total = np.float32(1.0 / total)
+    for j in range(p + 1 - lo):
+        s[j] = _round_f16(s[j] * inv_total)
+
+    # weighted sum of values
+    o = out[t, h * head_dim : (h + 1) * head_dim]  # (head_dim,)
+    o[:] = 0.0
+    for j in range(lo, p + 1):
+        vr = v_cache[kv, j % rows]  # (head_dim,)
+        w = s[j - lo]
+        for d in range(head_dim):
+            o[d] += w * f16_to_f32(vr[d])
+
+
+@njit(cache=True, fastmath=True)
+def _attention_serial(q, k_cache, v_cache, positions, window, scale, softcap, out, scores):
+    for item in range(q.shape[0] * q.shape[1]):
+        _attend(item, q, k_cache, v_cache, positions, window, scale, softcap, out, scores[0])
 
 
 @njit(cache=True, fastmath=True, parallel=True)
+def _attention_parallel(q, k_cache, v_cache, positions, window, scale, softcap, out, scores):
+    for item in prange(q.shape[0] * q.shape[1]):
+        s = scores[numba.get_thread_id()]  # (n_ctx,) this thread's row
+        _attend(item, q, k_cache, v_cache, positions, window, scale, softcap, out, s)
+
+
 def attention(q, k_cache, v_cache, positions, window, scale, softcap, out, scores):
     """out[t, h] = softmax(scale * q[t, h] · K[lo:p+1]) @ V[lo:p+1] for every token and head.
 
@@ -85,45 +188,12 @@ def attention(q, k_cache, v_cache, positions, window, scale, softcap, out, score
     scale: score multiplier (1/sqrt(head_dim) usually); softcap: 0, or cap * tanh(s / cap)
     out: (n, n_head * head_dim) float32
     scores: (threads, n_ctx) float32 scratch from score_scratch
+    (token, head) pairs spread over threads only when there is enough work to pay for it.
     """
     n, n_head, head_dim = q.shape
-    n_kv_head, rows, _ = k_cache.shape
-    group = n_head // n_kv_head
-    for item in prange(n * n_head):
-        t = item // n_head
-        h = item % n_head
-        kv = h // group
-        p = positions[t]
-        lo = max(0, p - window + 1) if window > 0 else 0
-        s = scores[numba.get_thread_id()]  # (n_ctx,)
-        qh = q[t, h]  # (head_dim,)
-
-        # scores and their maximum
-        peak = -np.inf
-        for j in range(lo, p + 1):
-            kr = k_cache[kv, j % rows]  # (head_dim,)
-            dot = np.float32(0.0)
-            for d in range(head_dim):
-                dot += f16_to_f32(kr[d]) * qh[d]
-            dot *= scale
-            if softcap > 0:
-                dot = softcap * np.tanh(dot / softcap)
-            s[j - lo] = dot
-            peak = max(peak, dot)
-
-        # softmax weights
-        total = np.float32(0.0)
-        for j in range(p + 1 - lo):
-            e = np.exp(s[j] - peak)
-            s[j] = e
-            total += e
-        inv_total = np.float32(1.0) / total
-
-        # weighted sum of values
-        o = out[t, h * head_dim : (h + 1) * head_dim]  # (head_dim,)
-        o[:] = 0.0
-        for j in range(lo, p + 1):
-            vr = v_cache[kv, j % rows]  # (head_dim,)
-            w = s[j - lo] * inv_total
-            for d in range(head_dim):
-                o[d] += w * f16_to_f32(vr[d])
+    span = int(positions[-1]) + 1
+    if window > 0:
+        span = min(span, window)
+    parallel = n * n_head * span * head_dim >= PARALLEL_MIN_WORK
+    run = _attention_parallel if parallel else _attention_serial
+    run(q, k_cache, v_cache, positions, window, scale, softcap, out, scores)

@@ -11,8 +11,15 @@ import math
 import numpy as np
 from numba import njit
 
+from .ops_f16 import f16_to_f32, f32_to_f16
+
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 GELU_COEF_A = 0.044715
+
+
+@njit(cache=True, inline="always")
+def _round_f16(x):
+    return f16_to_f32(f32_to_f16(x))
 
 
 @njit(cache=True, fastmath=True)
@@ -24,19 +31,31 @@ def swiglu(gate, up, out):
             out[i, j] = g / (np.float32(1.0) + np.exp(-g)) * up[i, j]
 
 
-@njit(cache=True, fastmath=True)
-def geglu(gate, up, out):
-    """out = gelu_tanh(gate) * up, GELU's tanh approximation (Gemma). All (n, n_ff) float32."""
+@njit(cache=True, fastmath=True, inline="always")
+def gelu_tanh(g):
+    """GELU's tanh approximation of one float32 value."""
     c = np.float32(SQRT_2_OVER_PI)
     a = np.float32(GELU_COEF_A)
+    inner = c * g * (np.float32(1.0) + a * g * g)
+    return np.float32(0.5) * g * (np.float32(1.0) + np.tanh(inner))
+
+
+@njit(cache=True, fastmath=True)
+def geglu(gate, up, out):
+    """out = gelu_tanh(gate) * up (Gemma). All (n, n_ff) float32.
+
+    As ggml computes it (its f16 GELU table): for -10 < g < 10 the GELU of g rounded to f16,
+    itself rounded to f16; 0 below; g itself above.
+    """
     for i in range(gate.shape[0]):
         for j in range(gate.shape[1]):
             g = gate[i, j]
-            gelu = (
-                np.float32(0.5)
-                * g
-                * (np.float32(1.0) + np.tanh(c * g * (np.float32(1.0) + a * g * g)))
-            )
+            if g <= -10.0:
+                gelu = np.float32(0.0)
+            elif g >= 10.0:
+                gelu = g
+            else:
+                gelu = _round_f16(gelu_tanh(_round_f16(g)))
             out[i, j] = gelu * up[i, j]
 
 

@@ -37,11 +37,15 @@ class ReferenceModel:
             self._cache[name] = w
         return w
 
-    def forward(self, tokens: list[int], kv_f16: bool = True) -> np.ndarray:
+    def forward(self, tokens: list[int], ggml_rounding: bool = True) -> np.ndarray:
         """Logits (n, n_vocab) of every position for tokens at positions 0..n-1.
 
-        kv_f16: round keys and values to float16, as a KV cache stores them.
+        ggml_rounding: round to float16 where llama.cpp does: keys and values (its KV cache),
+        queries and softmax weights (its f16 attention products), GELU's input and output.
         """
+        f16 = (
+            (lambda a: a.astype(np.float16).astype(np.float64)) if ggml_rounding else (lambda a: a)
+        )
         gemma = self.arch == "gemma3"
         dim = int(self.get("{arch}.embedding_length"))
         n_layer = int(self.get("{arch}.block_count"))
@@ -84,19 +88,20 @@ class ReferenceModel:
                 q, k = norm(q, p + "attn_q_norm.weight"), norm(k, p + "attn_k_norm.weight")
             theta_base = 10000.0 if sliding else base
             q, k = rope(q, theta_base), rope(k, theta_base)
-            if kv_f16:
-                k = k.astype(np.float16).astype(np.float64)
-                v = v.astype(np.float16).astype(np.float64)
+            scale = 1 / np.sqrt(hd)
+            if gemma:  # llama.cpp scales Q itself after rope
+                q, scale = q * scale, 1.0
+            q, k, v = f16(q), f16(k), f16(v)
             mask = pos[None, :] <= pos[:, None]  # (query, key)
             if sliding:
                 mask &= pos[:, None] - pos[None, :] < window
             out = np.empty((n, n_head, hd))
             for hh in range(n_head):
                 kv = hh // (n_head // n_kv)
-                s = q[:, hh] @ k[:, kv].T / np.sqrt(hd)
+                s = q[:, hh] @ k[:, kv].T * scale
                 s = np.where(mask, s, -np.inf)
                 w = np.exp(s - s.max(-1, keepdims=True))
-                out[:, hh] = (w / w.sum(-1, keepdims=True)) @ v[:, kv]
+                out[:, hh] = f16(w / w.sum(-1, keepdims=True)) @ v[:, kv]
             o = out.reshape(n, -1) @ self.weight(p + "attn_output.weight").T
             if gemma:
                 o = norm(o, p + "post_attention_norm.weight")
@@ -105,7 +110,9 @@ class ReferenceModel:
             g = h @ self.weight(p + "ffn_gate.weight").T
             u = h @ self.weight(p + "ffn_up.weight").T
             if gemma:
-                act = 0.5 * g * (1 + np.tanh(np.sqrt(2 / np.pi) * (g + 0.044715 * g**3)))
+                gh = f16(g)
+                act = f16(0.5 * gh * (1 + np.tanh(np.sqrt(2 / np.pi) * (gh + 0.044715 * gh**3))))
+                act = np.where(g <= -10, 0.0, np.where(g >= 10, g, act))
             else:
                 act = g / (1 + np.exp(-g))
             d = (act * u) @ self.weight(p + "ffn_down.weight").T

@@ -14,10 +14,10 @@ from llamba.engine.model import Model
 
 TOKENS = [3, 17, 42, 8, 91, 5, 60, 23, 77, 11, 2, 64, 30, 9, 55, 1, 88, 40, 12, 70]
 
-# F32 weights, keys and values rounded to f16 in both: float32 vs float64 arithmetic only
-# (and the rare f16 rounding flip that difference causes), relative to the largest logit.
-# Measured: llama 6e-7, gemma3 1.1e-5.
-F32_REL = 3e-5
+# F32 weights, and f16 rounding where llama.cpp rounds (KV cache, Q, softmax weights, GELU)
+# in both: float32 vs float64 arithmetic only, and the f16 rounding flips that difference
+# causes; relative to the largest logit. Measured: llama 2e-6, gemma3 2.6e-5.
+F32_REL = 1e-4
 
 
 @pytest.fixture(scope="module", params=["llama", "gemma3"])

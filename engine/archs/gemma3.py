@@ -39,7 +39,11 @@ from .registry import register
 
 DEFAULT_SWA_PERIOD = 6
 DEFAULT_ROPE_BASE_SWA = 10000.0
-LAYERS_27B = 62  # llama.cpp scales the 27B model's attention by its embedding per head
+LAYERS_27B = 62
+ONE, ZERO = (
+    np.float32(1.0),
+    np.float32(0.0),
+)  # llama.cpp scales the 27B model's attention by its embedding per head
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,7 @@ class Gemma3Model:
             self.output = self.tok_embd  # tied
         self.output_norm = norm_weight(f, "output_norm.weight", a.dim)
         self.embed_scale = np.float32(math.sqrt(a.dim))
+        self.q_scale = np.float32(a.attn_scale)  # applied to Q after rope, as llama.cpp does
         global_rope = rope_tables(n_ctx, hd, a.rope_base)  # (n_ctx, hd/2) cos, sin
         local_rope = rope_tables(n_ctx, hd, a.rope_base_swa)
         self.layers = []
@@ -203,12 +208,11 @@ class Gemma3Model:
             q, k, v = layer.qkv(xn, s.proj)
             prepare_qkv(
                 q, k, v, positions, layer.cos, layer.sin, True,
-                layer.q_norm, layer.k_norm, True, eps, q_out, k_cache, v_cache,
+                layer.q_norm, layer.k_norm, True, eps, self.q_scale, q_out, k_cache, v_cache,
             )  # fmt: skip
             attention(
-                q_out, k_cache, v_cache, positions, layer.window, a.attn_scale, 0.0, attn_out,
-                s.scores,
-            )  # fmt: skip
+                q_out, k_cache, v_cache, positions, layer.window, ONE, ZERO, attn_out, s.scores
+            )
             (o,) = layer.wo(attn_out, s.proj)  # (n, dim)
 
             # post-attention norm, residual, FFN norm

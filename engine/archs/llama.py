@@ -32,6 +32,7 @@ from .base import (
 from .registry import register
 
 NO_WEIGHT = np.ones(1, dtype=np.float32)  # stands in for absent QK-norm weights
+ONE, ZERO = np.float32(1.0), np.float32(0.0)
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ class LlamaModel:
         hidden states (n, dim), a view valid until the next call."""
         a, s = self.args, self.scratch
         x, xn, q_out, attn_out, ff = s.views(len(tokens))
-        eps = a.norm_eps
+        eps, scale = a.norm_eps, np.float32(a.attn_scale)
 
         # token embeddings, first block's norm
         linear.get_rows(self.tok_embd, tokens, x)
@@ -161,9 +162,9 @@ class LlamaModel:
             q, k, v = layer.qkv(xn, s.proj)
             prepare_qkv(
                 q, k, v, positions, self.cos, self.sin, self.rope_neox,
-                NO_WEIGHT, NO_WEIGHT, False, eps, q_out, k_cache, v_cache,
+                NO_WEIGHT, NO_WEIGHT, False, eps, ONE, q_out, k_cache, v_cache,
             )  # fmt: skip
-            attention(q_out, k_cache, v_cache, positions, 0, a.attn_scale, 0.0, attn_out, s.scores)
+            attention(q_out, k_cache, v_cache, positions, 0, scale, ZERO, attn_out, s.scores)
             (o,) = layer.wo(attn_out, s.proj)  # (n, dim)
 
             # residual, FFN norm
