@@ -16,7 +16,7 @@ from llamba.formats.gguf_reader import GGUFFile
 
 def llamba(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "llamba.tools.cli", *args],
+        [sys.executable, "-m", "llamba", *args],
         capture_output=True,
         text=True,
         timeout=120,

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..engine.bench import bench
 from ..engine.catalog import resolve_model
+from .errors import CLIError
 
 
 def add_arguments(p) -> None:
@@ -34,8 +35,6 @@ def llama_cpp_bench(path, n_prompt: int, n_gen: int, repetitions: int, n_threads
     try:
         import llama_cpp
     except ImportError as e:
-        from .cli import CLIError
-
         raise CLIError("--llama-cpp needs llama-cpp-python (pip install llama-cpp-python)") from e
     llm = llama_cpp.Llama(
         str(path), n_ctx=max(n_prompt + n_gen, 16), n_batch=512, n_threads=n_threads, verbose=False
@@ -78,8 +77,6 @@ def run(args) -> int:
         try:
             kernels_bench = importlib.import_module(".bench_kernels", __package__)
         except ImportError:
-            from .cli import CLIError
-
             raise CLIError("the kernel benchmark is not available in this build") from None
         return int(kernels_bench.main(args.rest) or 0)
     path = resolve_model(args.model)

@@ -26,10 +26,6 @@ COMMANDS = {
 }
 
 
-class CLIError(Exception):
-    """An expected failure the command reports as one line."""
-
-
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """Errors that describe bad input or environment, not bugs: reported as one line."""
     from ..engine.catalog import CatalogError
@@ -37,6 +33,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from ..engine.kv_cache import ContextLengthError
     from ..engine.tokenizer_vocab import TokenizerError
     from ..formats.errors import FormatError
+    from .errors import CLIError
 
     return (
         CLIError,
@@ -99,4 +96,6 @@ def _one_line(e: BaseException) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    from llamba.tools.cli import main as canonical_main  # not __main__'s copy of this module
+
+    sys.exit(canonical_main())

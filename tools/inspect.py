@@ -13,6 +13,7 @@ from ..engine.catalog import resolve_model
 from ..engine.memory import estimate_memory
 from ..formats.gguf_reader import GGUFFile
 from ..formats.keys import FileType, Keys
+from .errors import CLIError
 
 DEFAULT_CTX = 4096  # llama.cpp's default context, capped by the model's own
 ARRAY_PREVIEW = 6
@@ -205,8 +206,6 @@ def render(s: dict[str, Any], all_tensors: bool = False) -> str:
 
 def run(args) -> int:
     if args.ctx is not None and args.ctx <= 0:
-        from .cli import CLIError
-
         raise CLIError(f"--ctx must be positive, got {args.ctx}")
     path = Path(args.file)
     if not path.exists():

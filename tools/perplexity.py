@@ -11,6 +11,7 @@ import time
 
 from ..engine.catalog import resolve_model
 from ..engine.perplexity import perplexity_of_file
+from .errors import CLIError
 
 
 def add_arguments(p) -> None:
@@ -35,8 +36,6 @@ def _progress(start: float):
 
 
 def run(args) -> int:
-    from .cli import CLIError
-
     if args.ctx < 4:
         raise CLIError(f"--ctx must be at least 4, got {args.ctx}")
     path = resolve_model(args.model)

@@ -1,0 +1,89 @@
+"""The generation commands: run, chat, perplexity, bench — output and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import llamba
+from llamba.engine.perplexity import perplexity_of_file
+
+pytestmark = pytest.mark.slow
+
+TEXT = (
+    "The GGUF format stores a model's weights, tokenizer and metadata in one file. "
+    "Quantized types keep blocks of small integers with a scale per block, so a model "
+    "needs far less memory than in float32, at a small cost in accuracy. "
+) * 12
+
+
+def llamba_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "llamba", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_run_prints_the_greedy_continuation(smollm2_path):
+    prompt = "The capital of France is"
+    llm = llamba.Llama(str(smollm2_path), n_ctx=128)
+    want = llm.create_completion(prompt, max_tokens=12, temperature=0)["choices"][0]["text"]
+    r = llamba_cli("run", str(smollm2_path), prompt, "-n", "12", "--temp", "0", "--ctx", "128")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want + "\n"
+
+
+def test_chat_answers_piped_stdin(smollm2_path):
+    messages = [{"role": "user", "content": "Say hello."}]
+    llm = llamba.Llama(str(smollm2_path), n_ctx=256)
+    want = llm.create_chat_completion(messages, max_tokens=16, temperature=0)
+    r = llamba_cli(
+        "chat", str(smollm2_path), "--temp", "0", "-n", "16", "--ctx", "256", stdin="Say hello.\n"
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want["choices"][0]["message"]["content"] + "\n"
+
+
+def test_prompt_longer_than_context_is_one_line(smollm2_path):
+    r = llamba_cli("run", str(smollm2_path), TEXT, "--ctx", "32", "-n", "4")
+    assert r.returncode == 1
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_perplexity_matches_the_engine(smollm2_path, tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text(TEXT)
+    want = perplexity_of_file(smollm2_path, text, n_ctx=64, n_chunks=2)
+    r = llamba_cli("perplexity", str(smollm2_path), str(text), "--ctx", "64", "--chunks", "2")
+    assert r.returncode == 0, r.stderr
+    assert f"perplexity: {want.perplexity:.4f}" in r.stdout
+
+
+def test_perplexity_bad_inputs_are_one_line(smollm2_path, tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("too short")
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    for args in [
+        (str(smollm2_path), str(tmp_path / "missing.txt")),
+        (str(smollm2_path), str(short), "--ctx", "64"),
+        (str(smollm2_path), str(binary)),
+    ]:
+        r = llamba_cli("perplexity", *args)
+        assert r.returncode == 1, args
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_bench_json(smollm2_path):
+    r = llamba_cli("bench", str(smollm2_path), "-p", "16", "-n", "4", "-r", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["results"]["pp16"]["tokens_per_second"] > 0
+    assert report["results"]["tg4"]["tokens_per_second"] > 0
