@@ -134,14 +134,16 @@ class Model:
         self.arch.logits(last, self._last_logits)
         return self._last_logits[0]
 
-    def eval_logits(self, tokens) -> Iterator[tuple[int, np.ndarray]]:
-        """Append tokens; yield (index of first row, logits (m, n_vocab)) for every token in
-        chunks of at most LOGITS_CHUNK rows (a reused buffer: copy what you keep)."""
+    def eval_logits(self, tokens, first_row: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """Append tokens; yield (index of first row, logits (m, n_vocab)) for every token from
+        first_row on, in chunks of at most LOGITS_CHUNK rows (a reused buffer: copy what you
+        keep). Rows before first_row cost no output projection."""
         ids = self._tokens_array(tokens)
         if self._logits_chunk is None:
             self._logits_chunk = np.empty((LOGITS_CHUNK, self.n_vocab), np.float32)
         for start, hidden in self._batches(ids):
-            for row in range(0, len(hidden), LOGITS_CHUNK):
+            skip = min(max(first_row - start, 0), len(hidden))
+            for row in range(skip, len(hidden), LOGITS_CHUNK):
                 rows = hidden[row : row + LOGITS_CHUNK]  # (m, dim)
                 out = self._logits_chunk[: len(rows)]  # (m, n_vocab)
                 self.arch.logits(rows, out)

@@ -69,7 +69,7 @@ def perplexity(
         if bos_id is not None:
             chunk[0] = bos_id
         model.reset()
-        for start, logits in model.eval_logits(chunk):  # logits (m, n_vocab) of rows start..
+        for start, logits in model.eval_logits(chunk, first):  # (m, n_vocab) of rows start..
             rows = np.arange(start, start + len(logits))
             keep = (rows >= first) & (rows < n_ctx - 1)
             if keep.any():

@@ -151,13 +151,18 @@ def llama_cpp_perplexity(path, tokens, n_ctx, bos_id):
 
 @pytest.mark.parametrize("name", ["smollm2-q4_1", "gemma3-q4_k_m"])
 def test_perplexity_within_one_percent_of_llama_cpp(model_files, name):
+    """The whole text (about 1750 tokens, 13 chunks, 819 scored): per-token log-likelihoods
+    differ by the 8-bit activation noise (std 0.1-0.13 nats, mean ~0), so fewer tokens would
+    make the 1 % bound a matter of luck. Measured: SmolLM2 27.459 vs 27.439, Gemma-3 25.753
+    vs 25.703."""
     path = model_files[name]
     model = Model(path, n_ctx=N_CTX)
     tok = Tokenizer.from_metadata(model.metadata)
     tokens = tok.tokenize(TEXT, add_special=True)
     bos = tok.bos_id if tok.add_bos else None
-    ours = perplexity(model, tokens, N_CTX, bos, n_chunks=3)
-    theirs = llama_cpp_perplexity(path, tokens[: 3 * N_CTX], N_CTX, bos)
+    ours = perplexity(model, tokens, N_CTX, bos)
+    theirs = llama_cpp_perplexity(path, tokens, N_CTX, bos)
     print(f"{name}: perplexity llamba {ours.perplexity:.4f}, llama.cpp {theirs:.4f}")
     assert abs(ours.perplexity - theirs) <= 0.01 * theirs
-    assert ours.n_scored == 3 * (N_CTX - N_CTX // 2 - 1)
+    assert ours.n_chunks == len(tokens) // N_CTX >= 13
+    assert ours.n_scored == ours.n_chunks * (N_CTX - N_CTX // 2 - 1)

@@ -5,7 +5,7 @@ Both sides run F16 files made from the real models by llama.cpp's quantizer, so 
 activation noise enters (see test_model_llamacpp.py). llamba rounds to f16 where llama.cpp
 does (activations into the F16 products, the KV cache, Q and the softmax weights, GELU);
 transformers computes in float32. Tolerance: max |diff| of all positions' logits <= 0.15
-(measured: SmolLM2 0.03, Gemma-3 0.03), and the same arg-max everywhere.
+(measured: SmolLM2 0.048, Gemma-3 0.017), and the same arg-max everywhere.
 
 transformers reads every metadata field with gguf-py, slowly for a 262144-token vocabulary;
 the copies given to it leave out the tokenizer arrays (the weights are the same bytes).
