@@ -237,3 +237,32 @@ def test_prepare_and_attention(n_head, n_kv_head, head_dim, window, cap, qk_norm
         run(q, k, v, positions, *args, q_out, kc, vc)
     np.testing.assert_array_equal(caches[0][0], caches[1][0])
     np.testing.assert_array_equal(caches[0][1], caches[1][1])
+
+
+def test_sliding_window_ring_cache_matches_a_full_cache():
+    """A window-6 layer keeping only window + batch - 1 = 9 rows (a ring that wraps several
+    times) gives the attention outputs of a cache holding every position."""
+    n_head, n_kv_head, head_dim, window, batch, n_total = 4, 2, 32, 6, 4, 30
+    cos, sin = rope_tables(n_total, head_dim, 10000.0)
+    args = (cos, sin, True, np.ones(1, np.float32), np.ones(1, np.float32), False, 1e-6,
+            np.float32(1.0))  # fmt: skip
+    caches = {
+        rows: (np.zeros((n_kv_head, rows, head_dim), np.uint16),
+               np.zeros((n_kv_head, rows, head_dim), np.uint16))
+        for rows in (window + batch - 1, n_total)
+    }  # fmt: skip
+    scratch = score_scratch(n_total)
+    for start in range(0, n_total, batch):
+        positions = np.arange(start, min(start + batch, n_total), dtype=np.int32)
+        q = randn(len(positions), n_head * head_dim)
+        kv = randn(len(positions), 2 * n_kv_head * head_dim)
+        k, v = kv[:, : n_kv_head * head_dim], kv[:, n_kv_head * head_dim :]
+        outs = []
+        for k_cache, v_cache in caches.values():
+            q_out = np.empty((len(positions), n_head, head_dim), np.float32)
+            prepare_qkv(q, k, v, positions, *args, q_out, k_cache, v_cache)
+            out = np.empty((len(positions), n_head * head_dim), np.float32)
+            attention(q_out, k_cache, v_cache, positions, window, np.float32(0.2),
+                      np.float32(0.0), out, scratch)  # fmt: skip
+            outs.append(out)
+        np.testing.assert_array_equal(outs[0], outs[1])
