@@ -164,8 +164,9 @@ def matmul(w: PackedWeight, x: np.ndarray, out: np.ndarray, isa: str | None = No
         _linear_blocks((token, w.qtype_token), token, w.qtype_token, w.quants, w.scales,
                        w.halves, w.tail, x, out)  # fmt: skip
     else:
+        token = isa_token(isa)
         kind = _FLOAT_KIND[w.ggml_type]
-        _linear_float((kind, w.float_tiles.dtype.char), kind, w.float_tiles, w.float_tail, x, out)
+        _linear_float((token, kind), token, kind, w.float_tiles, w.float_tail, x, out)
 
 
 def matvec(w: PackedWeight, x: np.ndarray, out: np.ndarray, isa: str | None = None) -> None:

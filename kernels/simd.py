@@ -1,15 +1,16 @@
 """Explicit SIMD for Numba: LLVM vector types and the instruction-set-specific dot products.
 
-Kernels work on 16 lanes (one lane per weight row of a 16-row tile):
-    I32x16  4 weight codes per row, or 4 activation bytes broadcast; integer sums per row
-    F32x16  float accumulators, one per row
-Operators (+ - * & | << >>) work lane-wise on them; `>>` is a logical shift.
+Kernels work on N lanes, one per weight row of a 16-row tile (N = 16 on AVX-512, 8 on AVX2 and
+the portable path, which then take a tile in two passes):
+    I32xN   4 weight codes per row, or 4 activation bytes broadcast; integer sums per row
+    F32xN   float accumulators, one per row
+    PARTIAL byte-product sums not yet widened to int32 (see pdot)
+Operators (+ - * & | << >>) work lane-wise, also with a scalar; `>>` is a logical shift.
 
-The instruction set is chosen by an `isa` argument, a static token (static.py) passed down
-the kernel: "avx512vnni" (vpdpbusd on zmm), "avx2" (vpmaddubsw + vpmaddwd on two ymm
-halves) or "portable" (plain LLVM vector IR, lowered for whatever CPU runs it). One kernel
-source compiles (and caches) one specialization per instruction set, and the AVX-512 form
-is only compiled when requested.
+The instruction set is an `isa` argument, a static token (static.py) passed down the kernel:
+"avx512vnni" (vpdpbusd on zmm), "avx2" (vpmaddubsw + vpmaddwd on ymm) or "portable" (plain
+LLVM vector IR, lowered for whatever CPU runs it). One kernel source compiles (and caches)
+one specialization per instruction set; the AVX-512 form is only compiled when requested.
 """
 
 from __future__ import annotations
@@ -26,15 +27,30 @@ from numba.extending import intrinsic, register_model
 
 from .static import StaticType, static
 
-# ---------------------------------------------------------------- instruction-set tokens
+# ---------------------------------------------------------------- instruction sets
 
 PORTABLE = "portable"
 AVX2 = "avx2"
 AVX512_VNNI = "avx512vnni"
 ISA_NAMES = (PORTABLE, AVX2, AVX512_VNNI)
+LANES = {AVX512_VNNI: 16, AVX2: 16, PORTABLE: 16}  # default rows handled per vector
 
 
-ISA_TOKENS = {name: static(name) for name in ISA_NAMES}
+def isa_variant(name: str, n_lanes: int | None = None):
+    """The static token of an instruction set, handling n_lanes rows per vector (8 or 16)."""
+    return static((name, n_lanes or LANES[name]))
+
+
+ISA_TOKENS = {name: isa_variant(name) for name in ISA_NAMES}
+
+
+def _isa_lanes(isa) -> tuple[str, int] | tuple[None, None]:
+    """(name, lanes) of an isa token's Numba type, or (None, None) if it is not one."""
+    if isinstance(isa, StaticType) and isinstance(isa.value, tuple) and len(isa.value) == 2:
+        name, n = isa.value
+        if name in ISA_NAMES and n in (8, 16) and not (name == AVX512_VNNI and n != 16):
+            return name, n
+    return None, None
 
 
 # ---------------------------------------------------------------- vector types
@@ -50,9 +66,10 @@ class VecType(types.Type):
         return ir.VectorType(elem, self.count)
 
 
-I8x64 = VecType("i", 8, 64)
-I32x16 = VecType("i", 32, 16)
-F32x16 = VecType("f", 32, 16)
+I32 = {n: VecType("i", 32, n) for n in (8, 16)}  # by lane count
+F32 = {n: VecType("f", 32, n) for n in (8, 16)}
+PARTIAL = {n: VecType("i", 16, 2 * n) for n in (8, 16)}  # same bits as I32[n]
+_I8 = {n: ir.VectorType(ir.IntType(8), 4 * n) for n in (8, 16)}
 
 
 @register_model(VecType)
@@ -75,157 +92,174 @@ def _call(builder, name, ret, args):
     return builder.call(fn, args)
 
 
-def _data_ptr(context, builder, arrty, arr, index, elem_ptr_type):
-    """Pointer (cast to elem_ptr_type) to element `index` of a C-contiguous 1-D array."""
+def _element_ptr(context, builder, arrty, arr, index, pointee):
+    """Pointer to element `index` of a C-contiguous 1-D array, cast to pointee*."""
     ary = context.make_array(arrty)(context, builder, arr)
-    ptr = builder.gep(ary.data, [index])
-    return builder.bitcast(ptr, elem_ptr_type)
+    return builder.bitcast(builder.gep(ary.data, [index]), pointee.as_pointer())
 
 
-# ---------------------------------------------------------------- loads, stores, splats
-
-
-@intrinsic
-def load_i32x16(typingctx, arr, index):
-    """16 consecutive 4-byte words of a 1-D int32/uint32 array from `index`, as I32x16."""
-    sig = I32x16(arr, types.intp)
-
-    def codegen(context, builder, signature, args):
-        ptr = _data_ptr(context, builder, arr, args[0], args[1], I32x16.llvm().as_pointer())
-        return builder.load(ptr, align=4)
-
-    return sig, codegen
+# ---------------------------------------------------------------- lanes, loads, stores, splats
 
 
 @intrinsic
-def load_f16x16(typingctx, arr, index):
-    """16 consecutive fp16 values (uint16 bits) of a 1-D array from `index`, as F32x16."""
-    sig = F32x16(arr, types.intp)
+def lanes(typingctx, isa):
+    """Rows one vector holds on this instruction set (a compile-time constant)."""
+    name, n = _isa_lanes(isa)
+    if name is None:
+        return None
 
     def codegen(context, builder, signature, args):
-        half16 = ir.VectorType(ir.HalfType(), 16)
-        ptr = _data_ptr(context, builder, arr, args[0], args[1], half16.as_pointer())
-        return builder.fpext(builder.load(ptr, align=2), F32x16.llvm())
+        return ir.Constant(ir.IntType(64), n)
 
-    return sig, codegen
+    return types.intp(isa), codegen
+
+
+def _loader(doc, result, convert):
+    """An intrinsic load(isa, arr, index) of N consecutive elements converted to result[N]."""
+
+    @intrinsic
+    def load(typingctx, isa, arr, index):
+        name, n = _isa_lanes(isa)
+        if name is None:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return convert(context, builder, signature.args[1], args[1], args[2], n)
+
+        return result[n](isa, arr, types.intp), codegen
+
+    load.__doc__ = doc
+    return load
+
+
+def _load_words(context, builder, arrty, arr, index, n):
+    return builder.load(_element_ptr(context, builder, arrty, arr, index, I32[n].llvm()), align=4)
+
+
+def _load_f32(context, builder, arrty, arr, index, n):
+    return builder.load(_element_ptr(context, builder, arrty, arr, index, F32[n].llvm()), align=4)
+
+
+def _load_f16(context, builder, arrty, arr, index, n):
+    halves = ir.VectorType(ir.HalfType(), n)
+    v = builder.load(_element_ptr(context, builder, arrty, arr, index, halves), align=2)
+    return builder.fpext(v, F32[n].llvm())
+
+
+def _load_bf16(context, builder, arrty, arr, index, n):
+    bits = ir.VectorType(ir.IntType(16), n)
+    v = builder.load(_element_ptr(context, builder, arrty, arr, index, bits), align=2)
+    wide = builder.shl(builder.zext(v, I32[n].llvm()), ir.Constant(I32[n].llvm(), [16] * n))
+    return builder.bitcast(wide, F32[n].llvm())
+
+
+load_i32 = _loader("N 4-byte words of a 1-D int32 array from index, as I32xN.", I32, _load_words)
+load_f32 = _loader("N float32 of a 1-D array from index.", F32, _load_f32)
+load_f16 = _loader(
+    "N fp16 values (uint16 bits) of a 1-D array from index, as F32xN.", F32, _load_f16
+)
+load_bf16 = _loader(
+    "N bf16 values (uint16 bits) of a 1-D array from index, as F32xN.", F32, _load_bf16
+)
 
 
 @intrinsic
-def load_bf16x16(typingctx, arr, index):
-    """16 consecutive bfloat16 values (uint16 bits) of a 1-D array from `index`, as F32x16."""
-    sig = F32x16(arr, types.intp)
+def store_f32(typingctx, arr, index, value):
+    """arr[index : index + N] = value (F32xN) for a 1-D float32 array."""
+    if not (isinstance(value, VecType) and value.kind == "f"):
+        return None
 
     def codegen(context, builder, signature, args):
-        i16x16 = ir.VectorType(ir.IntType(16), 16)
-        ptr = _data_ptr(context, builder, arr, args[0], args[1], i16x16.as_pointer())
-        wide = builder.zext(builder.load(ptr, align=2), I32x16.llvm())
-        wide = builder.shl(wide, ir.Constant(I32x16.llvm(), [16] * 16))
-        return builder.bitcast(wide, F32x16.llvm())
-
-    return sig, codegen
-
-
-@intrinsic
-def load_f32x16(typingctx, arr, index):
-    """16 consecutive float32 of a 1-D array from `index`."""
-    sig = F32x16(arr, types.intp)
-
-    def codegen(context, builder, signature, args):
-        ptr = _data_ptr(context, builder, arr, args[0], args[1], F32x16.llvm().as_pointer())
-        return builder.load(ptr, align=4)
-
-    return sig, codegen
-
-
-@intrinsic
-def store_f32x16(typingctx, arr, index, value):
-    """arr[index:index+16] = value (1-D float32 array)."""
-    sig = types.void(arr, types.intp, F32x16)
-
-    def codegen(context, builder, signature, args):
-        ptr = _data_ptr(context, builder, arr, args[0], args[1], F32x16.llvm().as_pointer())
+        ptr = _element_ptr(context, builder, arr, args[0], args[1], value.llvm())
         builder.store(args[2], ptr, align=4)
         return context.get_dummy_value()
 
-    return sig, codegen
+    return types.void(arr, types.intp, value), codegen
 
 
-@intrinsic
-def splat_i32(typingctx, value):
-    """I32x16 with every lane = value (e.g. 4 activation bytes read as one int32)."""
-    sig = I32x16(types.int32)
+def _splatter(doc, result, scalar):
+    @intrinsic
+    def splat(typingctx, isa, value):
+        name, n = _isa_lanes(isa)
+        if name is None:
+            return None
 
-    def codegen(context, builder, signature, args):
-        return _splat(builder, args[0], I32x16.llvm())
+        def codegen(context, builder, signature, args):
+            v = context.cast(builder, args[1], signature.args[1], scalar)
+            return _splat(builder, v, result[n].llvm())
 
-    return sig, codegen
+        return result[n](isa, value), codegen
 
-
-@intrinsic
-def splat_f32(typingctx, value):
-    sig = F32x16(types.float32)
-
-    def codegen(context, builder, signature, args):
-        return _splat(builder, args[0], F32x16.llvm())
-
-    return sig, codegen
+    splat.__doc__ = doc
+    return splat
 
 
-@intrinsic
-def zeros_i32x16(typingctx):
-    sig = I32x16()
-
-    def codegen(context, builder, signature, args):
-        return ir.Constant(I32x16.llvm(), [0] * 16)
-
-    return sig, codegen
+splat_i32 = _splatter("I32xN with every lane = value (e.g. 4 activation bytes as one int32).",
+                      I32, types.int32)  # fmt: skip
+splat_f32 = _splatter("F32xN with every lane = value.", F32, types.float32)
 
 
-@intrinsic
-def zeros_f32x16(typingctx):
-    sig = F32x16()
+def _zeros(doc, result):
+    @intrinsic
+    def zeros(typingctx, isa):
+        name, n = _isa_lanes(isa)
+        if name is None:
+            return None
+        vt = result[n]
 
-    def codegen(context, builder, signature, args):
-        return ir.Constant(F32x16.llvm(), [0.0] * 16)
+        def codegen(context, builder, signature, args):
+            return ir.Constant(vt.llvm(), [0] * vt.count)
 
-    return sig, codegen
+        return vt(isa), codegen
+
+    zeros.__doc__ = doc
+    return zeros
+
+
+zeros_i32 = _zeros("I32xN of zeros.", I32)
+zeros_f32 = _zeros("F32xN of zeros.", F32)
+pzero = _zeros("An empty partial sum (see pdot).", PARTIAL)
 
 
 @intrinsic
 def to_f32(typingctx, v):
-    """I32x16 to F32x16 (exact below 2**24)."""
-    sig = F32x16(I32x16)
+    """I32xN to F32xN (exact below 2**24)."""
+    if not (isinstance(v, VecType) and v.kind == "i" and v.bits == 32):
+        return None
+    out = F32[v.count]
 
     def codegen(context, builder, signature, args):
-        return builder.sitofp(args[0], F32x16.llvm())
+        return builder.sitofp(args[0], out.llvm())
 
-    return sig, codegen
+    return out(v), codegen
 
 
 @intrinsic
 def fma(typingctx, a, b, c):
-    """a * b + c lane-wise, fused (F32x16)."""
-    sig = F32x16(F32x16, F32x16, F32x16)
+    """a * b + c lane-wise, fused (F32xN)."""
+    if not (isinstance(a, VecType) and a.kind == "f" and a == b == c):
+        return None
 
     def codegen(context, builder, signature, args):
-        return _call(builder, "llvm.fma.v16f32", F32x16.llvm(), list(args))
+        return _call(builder, f"llvm.fma.v{a.count}f32", a.llvm(), list(args))
 
-    return sig, codegen
+    return a(a, a, a), codegen
 
 
 @intrinsic
 def sext_byte(typingctx, v, k):
-    """Signed byte k (0..3) of each lane of I32x16, sign-extended (k a compile-time int)."""
-    sig = I32x16(I32x16, types.intp)
+    """Signed byte k (0..3) of each 32-bit lane, sign-extended (I32xN)."""
+    if not (isinstance(v, VecType) and v.kind == "i" and v.bits == 32):
+        return None
 
     def codegen(context, builder, signature, args):
-        vt = I32x16.llvm()
+        vt = v.llvm()
         k = builder.trunc(args[1], ir.IntType(32))
-        up = builder.shl(args[0], _splat(builder, builder.sub(ir.Constant(k.type, 24),
-                                                             builder.mul(k, ir.Constant(k.type, 8))), vt))  # fmt: skip
-        return builder.ashr(up, ir.Constant(vt, [24] * 16))
+        up = builder.sub(ir.Constant(k.type, 24), builder.mul(k, ir.Constant(k.type, 8)))
+        shifted = builder.shl(args[0], _splat(builder, up, vt))
+        return builder.ashr(shifted, ir.Constant(vt, [24] * v.count))
 
-    return sig, codegen
+    return v(v, types.intp), codegen
 
 
 # ---------------------------------------------------------------- lane-wise operators
@@ -273,103 +307,156 @@ for _op in _INT_OPS:
 
 
 # ---------------------------------------------------------------- dot products per ISA
+# dot_s8s8 adds 4 byte products per lane directly into int32. The partial sums (pdot) keep
+# products in the cheapest form each ISA allows until they are flushed into int32 lanes: on
+# AVX2, int16 pair sums (vpmaddubsw) widened by one vpmaddwd per flush, which can also apply a
+# per-lane scale; on AVX-512 VNNI and the portable path, int32 lanes already. The caller
+# flushes before int16 sums could overflow: the pair sums added since the last flush must
+# stay within +-32767 (e.g. 8 pdots of 4-bit codes, 4 of 5-bit, 2 of 6-bit, with activations
+# in -127..127).
 
-_I8x32 = ir.VectorType(ir.IntType(8), 32)
 _I16x16 = ir.VectorType(ir.IntType(16), 16)
 _I32x8 = ir.VectorType(ir.IntType(32), 8)
+_VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
+
+
+def _avx2_madd(builder, u, s):
+    """vpmaddubsw: unsigned u times signed s, adjacent products summed in int16."""
+    return _call(builder, "llvm.x86.avx2.pmadd.ub.sw", _I16x16, [u, s])
+
+
+def _avx2_widen(builder, pairs, mult):
+    """vpmaddwd: int16 pairs times mult, summed per int32 lane."""
+    return _call(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, [pairs, mult])
 
 
 def _halves(builder, v):
-    """The two 256-bit halves of a 512-bit vector (lanes 0-7 and 8-15 of a tile)."""
+    """The two halves of a vector (rows 0-7 and 8-15 of a 16-lane value)."""
     n = v.type.count // 2
-    lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), n), list(range(n))))
-    hi = builder.shuffle_vector(
-        v, v, ir.Constant(ir.VectorType(ir.IntType(32), n), list(range(n, 2 * n)))
-    )
-    return lo, hi
+    idx = [ir.Constant(ir.VectorType(ir.IntType(32), n), list(range(k, k + n))) for k in (0, n)]
+    return [builder.shuffle_vector(v, v, i) for i in idx]
 
 
 def _join(builder, lo, hi):
-    n = lo.type.count
-    idx = ir.Constant(ir.VectorType(ir.IntType(32), 2 * n), list(range(2 * n)))
+    idx = ir.Constant(
+        ir.VectorType(ir.IntType(32), 2 * lo.type.count), list(range(2 * lo.type.count))
+    )
     return builder.shuffle_vector(lo, hi, idx)
 
 
-def _avx2_dot_u8s8(builder, u, s):
-    """Per 32-bit lane: sum of 4 u8*s8 products (pair sums must fit int16)."""
-    ones = ir.Constant(_I16x16, [1] * 16)
-    pairs = _call(builder, "llvm.x86.avx2.pmadd.ub.sw", _I16x16, [u, s])
-    return _call(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, [pairs, ones])
+def _per_ymm(builder, n, fn, *vectors):
+    """fn on 256-bit vectors: applied directly for 8 lanes, to each half and joined for 16."""
+    if n == 8:
+        return fn(*vectors)
+    parts = [fn(*halves) for halves in zip(*(_halves(builder, v) for v in vectors), strict=True)]
+    return _join(builder, *parts)
 
 
 def _portable_dot(builder, a, b, a_signed):
-    """Per 32-bit lane of the result: sum of 4 byte products, in plain vector IR."""
-    i16x64 = ir.VectorType(ir.IntType(16), 64)
-    i32x32 = ir.VectorType(ir.IntType(32), 32)
-    wa = builder.sext(a, i16x64) if a_signed else builder.zext(a, i16x64)
-    prod = builder.mul(wa, builder.sext(b, i16x64))  # |u8 * s8| < 2**15
-    even, odd = (
-        builder.shuffle_vector(prod, prod, ir.Constant(ir.VectorType(ir.IntType(32), 32),
-                                                       list(range(k, 64, 2))))
-        for k in (0, 1)
-    )  # fmt: skip
-    pair = builder.add(builder.sext(even, i32x32), builder.sext(odd, i32x32))
-    even, odd = (
-        builder.shuffle_vector(pair, pair, ir.Constant(ir.VectorType(ir.IntType(32), 16),
-                                                       list(range(k, 32, 2))))
-        for k in (0, 1)
-    )  # fmt: skip
-    return builder.add(even, odd)
+    """Per 32-bit lane, the sum of its 4 byte products, in plain vector IR (any width)."""
+    n = a.type.count
+    i16 = ir.VectorType(ir.IntType(16), n)
+    wa = builder.sext(a, i16) if a_signed else builder.zext(a, i16)
+    prod = builder.mul(wa, builder.sext(b, i16))  # |u8 * s8| < 2**15
+
+    def pair_sum(v, count, wide):
+        idx = [ir.Constant(ir.VectorType(ir.IntType(32), count // 2), list(range(k, count, 2)))
+               for k in (0, 1)]  # fmt: skip
+        even, odd = (builder.shuffle_vector(v, v, i) for i in idx)
+        return builder.add(builder.sext(even, wide), builder.sext(odd, wide))
+
+    pairs = pair_sum(prod, n, ir.VectorType(ir.IntType(32), n // 2))
+    return pair_sum(pairs, n // 2, ir.VectorType(ir.IntType(32), n // 4))
 
 
-def _dot_codegen(isa: str, signed_weights: bool):
+@intrinsic
+def dot_s8s8(typingctx, isa, acc, w, a):
+    """acc + per lane, the sum of the 4 products of its signed weight bytes (w) with its
+    signed activation bytes (a); all I32xN."""
+    name, n = _isa_lanes(isa)
+    if name is None:
+        return None
+
     def codegen(context, builder, signature, args):
-        _, acc, w, a = args
-        w = builder.bitcast(w, I8x64.llvm())
-        a = builder.bitcast(a, I8x64.llvm())
-        if isa == AVX512_VNNI:
-            if signed_weights:
-                # vpdpbusd wants unsigned weights: (w + 128) . a - 128 . a
-                flip = ir.Constant(I8x64.llvm(), [0x80] * 64)
-                acc = _call(builder, "llvm.x86.avx512.vpdpbusd.512", I32x16.llvm(),
-                            [acc, builder.xor(w, flip), a])  # fmt: skip
-                neg_a = builder.sub(ir.Constant(I8x64.llvm(), [0] * 64), a)
-                return _call(builder, "llvm.x86.avx512.vpdpbusd.512", I32x16.llvm(),
-                             [acc, flip, neg_a])  # fmt: skip
-            return _call(builder, "llvm.x86.avx512.vpdpbusd.512", I32x16.llvm(), [acc, w, a])
-        if isa == AVX2:
-            w_lo, w_hi = _halves(builder, w)
-            a_lo, a_hi = _halves(builder, a)
-            if signed_weights:
-                # vpmaddubsw needs an unsigned operand: |w| . (a with the sign of w)
-                sums = []
-                for wh, ah in ((w_lo, a_lo), (w_hi, a_hi)):
-                    absw = _call(builder, "llvm.abs.v32i8", _I8x32,
-                                 [wh, ir.Constant(ir.IntType(1), 0)])  # fmt: skip
-                    sa = _call(builder, "llvm.x86.avx2.psign.b", _I8x32, [ah, wh])
-                    sums.append(_avx2_dot_u8s8(builder, absw, sa))
+        acc, w, a = args[1], builder.bitcast(args[2], _I8[n]), builder.bitcast(args[3], _I8[n])
+        if name == AVX512_VNNI:
+            # vpdpbusd takes unsigned weights: (w + 128) . a - 128 . a
+            flip = ir.Constant(_I8[n], [0x80] * (4 * n))
+            acc = _call(builder, _VPDPBUSD, acc.type, [acc, builder.xor(w, flip), a])
+            neg_a = builder.sub(ir.Constant(_I8[n], [0] * (4 * n)), a)
+            return _call(builder, _VPDPBUSD, acc.type, [acc, flip, neg_a])
+        if name == AVX2:
+
+            def dot(w, a):  # vpmaddubsw takes one unsigned operand: |w| . (a with w's sign)
+                no_poison = ir.Constant(ir.IntType(1), 0)
+                abs_w = _call(builder, "llvm.abs.v32i8", w.type, [w, no_poison])
+                signed_a = _call(builder, "llvm.x86.avx2.psign.b", w.type, [a, w])
+                pairs = _avx2_madd(builder, abs_w, signed_a)
+                return _avx2_widen(builder, pairs, ir.Constant(_I16x16, [1] * 16))
+
+            return builder.add(acc, _per_ymm(builder, n, dot, w, a))
+        return builder.add(acc, _portable_dot(builder, w, a, True))
+
+    return I32[n](isa, I32[n], I32[n], I32[n]), codegen
+
+
+@intrinsic
+def pdot(typingctx, isa, p, w, a):
+    """p + the products of w's unsigned weight bytes (<= 127) with a's signed activations."""
+    name, n = _isa_lanes(isa)
+    if name is None:
+        return None
+
+    def codegen(context, builder, signature, args):
+        p, w, a = args[1], builder.bitcast(args[2], _I8[n]), builder.bitcast(args[3], _I8[n])
+        if name == AVX2:
+            return builder.add(
+                p, _per_ymm(builder, n, lambda w, a: _avx2_madd(builder, w, a), w, a)
+            )
+        p32 = builder.bitcast(p, I32[n].llvm())
+        if name == AVX512_VNNI:
+            s = _call(builder, _VPDPBUSD, p32.type, [p32, w, a])
+        else:
+            s = builder.add(p32, _portable_dot(builder, w, a, False))
+        return builder.bitcast(s, PARTIAL[n].llvm())
+
+    return PARTIAL[n](isa, PARTIAL[n], I32[n], I32[n]), codegen
+
+
+def _flush(name: str, n: int, scaled: bool):
+    def codegen(context, builder, signature, args):
+        acc, p = args[1], args[2]
+        if name == AVX2:
+            if scaled:  # the lane's scale in both int16 halves: vpmaddwd applies it to the pair
+                s = args[3]
+                low = builder.and_(s, ir.Constant(s.type, [0xFFFF] * n))
+                s = builder.or_(low, builder.shl(s, ir.Constant(s.type, [16] * n)))
+                mult = builder.bitcast(s, PARTIAL[n].llvm())
             else:
-                sums = [_avx2_dot_u8s8(builder, w_lo, a_lo), _avx2_dot_u8s8(builder, w_hi, a_hi)]
-            return builder.add(acc, _join(builder, *sums))
-        return builder.add(acc, _portable_dot(builder, w, a, signed_weights))
+                mult = ir.Constant(PARTIAL[n].llvm(), [1] * (2 * n))
+            wide = _per_ymm(builder, n, lambda p, m: _avx2_widen(builder, p, m), p, mult)
+            return builder.add(acc, wide)
+        s = builder.bitcast(p, acc.type)
+        if scaled:
+            s = builder.mul(s, args[3])
+        return builder.add(acc, s)
 
     return codegen
 
 
-def _dot_intrinsic(signed_weights: bool, doc: str):
-    @intrinsic
-    def dot(typingctx, isa, acc, w, a):
-        if not isinstance(isa, StaticType) or isa.value not in ISA_NAMES:
-            return None
-        return I32x16(isa, I32x16, I32x16, I32x16), _dot_codegen(isa.value, signed_weights)
-
-    dot.__doc__ = doc
-    return dot
+@intrinsic
+def pflush(typingctx, isa, acc, p):
+    """acc + p, per int32 lane (I32xN)."""
+    name, n = _isa_lanes(isa)
+    if name is None:
+        return None
+    return I32[n](isa, I32[n], PARTIAL[n]), _flush(name, n, False)
 
 
-dot_u8s8 = _dot_intrinsic(
-    False,
-    "acc + per lane, the sum of the 4 products of the lane's unsigned weight bytes (each\n"
-    "<= 127) with the lane's signed activation bytes. Arguments are I32x16 (4 bytes a lane).",
-)
-dot_s8s8 = _dot_intrinsic(True, "As dot_u8s8 for signed weight bytes.")
+@intrinsic
+def pflush_scaled(typingctx, isa, acc, p, scale):
+    """acc + p * scale, per int32 lane; scale (I32xN) must fit in int16."""
+    name, n = _isa_lanes(isa)
+    if name is None:
+        return None
+    return I32[n](isa, I32[n], PARTIAL[n], I32[n]), _flush(name, n, True)

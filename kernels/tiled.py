@@ -3,7 +3,7 @@
     linear_blocks(isa, qtype, quants, scales, halves, tail, x, out)
         W of a block type in tiles (repack.Tiles fields, flat) plus tail rows in file blocks;
         x (n_tok, n_in) float32, out (n_tok, n_out) float32 = x @ W.T.
-    linear_float(kind, tiles, tail, x, out)
+    linear_float(isa, kind, tiles, tail, x, out)
         F32 / F16 / BF16 (kind 0 / 1 / 2) W: tiles flat (n_tiles, n_in, 16) float32 or uint16
         bits, tail (n_out % 16, n_in).
 isa and qtype are static tokens (static.py). Work is split over tiles (one prange); each
@@ -19,15 +19,7 @@ from numba import njit, prange
 from .dot_rows import dot_float_row, dot_row
 from .quantize_activations import quantize_input
 from .scalar import bf16_to_f32, f16_to_f32, f32_to_bits, f32_to_f16
-from .simd import (
-    fma,
-    load_bf16x16,
-    load_f16x16,
-    load_f32x16,
-    splat_f32,
-    store_f32x16,
-    zeros_f32x16,
-)
+from .simd import fma, lanes, load_bf16, load_f16, load_f32, splat_f32, store_f32, zeros_f32
 from .tile_dots import tile_dot
 
 FLOAT_F32, FLOAT_F16, FLOAT_BF16 = 0, 1, 2
@@ -41,16 +33,17 @@ def linear_blocks(isa, qtype, quants, scales, halves, tail, x, out):
     xq, xd, xs, xsum = quantize_input(qtype, x)
     xq32 = xq.view(np.int32)  # (n_tok, n_in/4): 4 codes per word, as the tiles hold weights
     n_blocks = xd.shape[1]
+    step = lanes(isa)  # rows per vector: a tile in 16 / step passes (from cache after the first)
     for t in prange(n_tiles):
-        for tok in range(n_tok):
-            x_q, x_d, x_s, x_sum = xq32[tok], xd[tok], xs[tok], xsum[tok]
-            facc = zeros_f32x16()
-            for b in range(n_blocks):
-                tb = t * n_blocks + b
-                facc = tile_dot(
-                    qtype, isa, quants, scales, halves, tb, b, x_q, x_d, x_s, x_sum, facc
-                )
-            store_f32x16(out[tok], t * 16, facc)
+        for lane0 in range(0, 16, step):
+            for tok in range(n_tok):
+                x_q, x_d, x_s, x_sum = xq32[tok], xd[tok], xs[tok], xsum[tok]
+                facc = zeros_f32(isa)
+                for b in range(n_blocks):
+                    tb = t * n_blocks + b
+                    facc = tile_dot(qtype, isa, quants, scales, halves, tb, lane0, b, x_q, x_d,
+                                    x_s, x_sum, facc)  # fmt: skip
+                store_f32(out[tok], t * 16 + lane0, facc)
     for r in range(n_tail):
         for tok in range(n_tok):
             out[tok, n_tiles * 16 + r] = dot_row(
@@ -59,13 +52,13 @@ def linear_blocks(isa, qtype, quants, scales, halves, tail, x, out):
 
 
 @njit(inline="always")
-def load_lanes(kind, w, i):
-    """16 weights (one per row) at flat index i of a float tile array, as F32x16."""
+def load_lanes(isa, kind, w, i):
+    """N weights (one per row) at flat index i of a float tile array, as F32xN."""
     if kind == FLOAT_F32:
-        return load_f32x16(w, i)
+        return load_f32(isa, w, i)
     if kind == FLOAT_F16:
-        return load_f16x16(w, i)
-    return load_bf16x16(w, i)
+        return load_f16(isa, w, i)
+    return load_bf16(isa, w, i)
 
 
 @njit(inline="always")
@@ -91,28 +84,31 @@ def round_input(kind, x):
 
 
 @njit(cache=True, parallel=True)
-def linear_float(kind, tiles, tail, x, out):
+def linear_float(isa, kind, tiles, tail, x, out):
     n_tok, n_in = x.shape
     n_tail = tail.shape[0]
     n_tiles = (out.shape[1] - n_tail) // 16
     xr = round_input(kind, x)
+    step = lanes(isa)
     for t in prange(n_tiles):
-        base = t * n_in * 16
-        for tok in range(n_tok):
-            xt = xr[tok]
-            # four independent accumulators hide the FMA latency
-            a0, a1, a2, a3 = zeros_f32x16(), zeros_f32x16(), zeros_f32x16(), zeros_f32x16()
-            k = 0
-            while k + 4 <= n_in:
-                a0 = fma(load_lanes(kind, tiles, base + k * 16), splat_f32(xt[k]), a0)
-                a1 = fma(load_lanes(kind, tiles, base + k * 16 + 16), splat_f32(xt[k + 1]), a1)
-                a2 = fma(load_lanes(kind, tiles, base + k * 16 + 32), splat_f32(xt[k + 2]), a2)
-                a3 = fma(load_lanes(kind, tiles, base + k * 16 + 48), splat_f32(xt[k + 3]), a3)
-                k += 4
-            while k < n_in:
-                a0 = fma(load_lanes(kind, tiles, base + k * 16), splat_f32(xt[k]), a0)
-                k += 1
-            store_f32x16(out[tok], t * 16, (a0 + a1) + (a2 + a3))
+        for lane0 in range(0, 16, step):
+            base = t * n_in * 16 + lane0
+            for tok in range(n_tok):
+                xt = xr[tok]
+                # four independent accumulators hide the FMA latency
+                a0, a1, a2, a3 = zeros_f32(isa), zeros_f32(isa), zeros_f32(isa), zeros_f32(isa)
+                k = 0
+                while k + 4 <= n_in:
+                    i = base + k * 16
+                    a0 = fma(load_lanes(isa, kind, tiles, i), splat_f32(isa, xt[k]), a0)
+                    a1 = fma(load_lanes(isa, kind, tiles, i + 16), splat_f32(isa, xt[k + 1]), a1)
+                    a2 = fma(load_lanes(isa, kind, tiles, i + 32), splat_f32(isa, xt[k + 2]), a2)
+                    a3 = fma(load_lanes(isa, kind, tiles, i + 48), splat_f32(isa, xt[k + 3]), a3)
+                    k += 4
+                while k < n_in:
+                    a0 = fma(load_lanes(isa, kind, tiles, base + k * 16), splat_f32(isa, xt[k]), a0)
+                    k += 1
+                store_f32(out[tok], t * 16 + lane0, (a0 + a1) + (a2 + a3))
     for r in range(n_tail):
         for tok in range(n_tok):
             out[tok, n_tiles * 16 + r] = dot_float_row(kind, tail[r], xr[tok])
