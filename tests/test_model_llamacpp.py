@@ -88,7 +88,9 @@ GREEDY_PROMPTS = [
     "The three primary colors are",
     "def fibonacci(n):",
 ]
-NEAR_TIE = 0.2  # logits closer than this are a tie at 8-bit activations' noise (see above)
+# Two logits closer than this are a tie at 8-bit activations' noise: the top-2 gap itself
+# moves by up to about 0.2 between the engines (measured), and by more now and then.
+NEAR_TIE = 0.5
 
 
 def greedy_pair(path, prompt: str, n: int = 32):
@@ -123,7 +125,8 @@ def test_greedy_32_tokens_identical_to_llama_cpp_f16(model_files, prompt):
 def test_greedy_tokens_match_llama_cpp_q8_0_up_to_a_near_tie(model_files, prompt):
     """Q8_0: token for token until llama.cpp's own top two logits are within NEAR_TIE (a
     last-bit difference in any matrix product can decide such a tie either way, in llama.cpp
-    as here); measured first ties after 2, 8 and 25 identical tokens on these prompts."""
+    as here); measured first divergences after 2, 8 and 24-25 identical tokens on these
+    prompts, at llama.cpp top-2 gaps of 0.13, 0.09 and 0.03."""
     llm, ours, theirs, gaps = greedy_pair(model_files["smollm2-q8_0"], prompt)
     for step, (a, b, gap) in enumerate(zip(ours, theirs, gaps, strict=True)):
         if gap < NEAR_TIE:
