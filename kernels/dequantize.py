@@ -8,7 +8,7 @@ without fused multiply-add, so every value rounds the same way as the reference.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from . import type_ids as T
 from .scalar import bf16_to_f32, f16_to_f32, read_f16, read_u32
@@ -245,9 +245,9 @@ DEQUANTIZE_ROW = {
 dequantize_row = static_dispatch(DEQUANTIZE_ROW, "dequantize_row")
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def dequantize_rows(qtype, raw, ids, out):
     """out[i] = dequantized raw[ids[i]]; raw (n_rows, row_bytes) uint8 blocks (or uint16 bits
     for F16/BF16), out (len(ids), n_in) float32; qtype a static token."""
-    for i in prange(ids.size):
+    for i in range(ids.size):
         dequantize_row(qtype, raw[ids[i]], out[i])

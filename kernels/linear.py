@@ -24,7 +24,7 @@ from .cpu_features import isa_token
 from .dequantize import dequantize_rows
 from .repack import TILE, dequantize_tiled_rows, layout_table, tile_blocks
 from .static import DirectCall, static
-from .tiled import FLOAT_BF16, FLOAT_F16, FLOAT_F32, linear_blocks, linear_float
+from .tiled import FLOAT_BF16, FLOAT_F16, FLOAT_F32, linear_blocks, linear_float, linear_tail
 
 BLOCK_TYPES = (
     GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0,
@@ -131,6 +131,7 @@ def pack_weight(raw: np.ndarray, ggml_type_: int | str | GGMLType, n_in: int) ->
 
 
 _linear_blocks = DirectCall(linear_blocks)
+_linear_tail = DirectCall(linear_tail)
 _linear_float = DirectCall(linear_float)
 _dequantize_tiled_rows = DirectCall(dequantize_tiled_rows)
 _dequantize_rows = DirectCall(dequantize_rows)
@@ -161,8 +162,10 @@ def matmul(w: PackedWeight, x: np.ndarray, out: np.ndarray, isa: str | None = No
     _check_matmul(w, x, out)
     if w.quants is not None:
         token = isa_token(isa)
-        _linear_blocks((token, w.qtype_token), token, w.qtype_token, w.quants, w.scales,
-                       w.halves, w.tail, x, out)  # fmt: skip
+        _linear_blocks((token, w.qtype_token), token, w.qtype_token, w.n_tiles, w.quants,
+                       w.scales, w.halves, x, out)  # fmt: skip
+        if w.tail.shape[0]:
+            _linear_tail(w.qtype_token, w.qtype_token, w.tail, x, out)
     else:
         token = isa_token(isa)
         kind = _FLOAT_KIND[w.ggml_type]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..formats.ggml_types import TYPE_INFO, GGMLType
 from .dequantize import dequantize_row
@@ -169,15 +169,15 @@ def untile_row(quants, scales, halves, n_blocks, table, row, block_bytes, dst):
                 dst[o + off + k] = (v >> np.uint32(8 * k)) & np.uint32(0xFF)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def dequantize_tiled_rows(qtype, n_tiled_rows, n_blocks, block_bytes, quants, scales, halves, table,
                           tail, ids, out):  # fmt: skip
     """out[i] = float32 weights of row ids[i] of a tiled matrix (rows past the tiles in tail);
     qtype a static token."""
-    for i in prange(ids.size):
+    buf = np.empty(n_blocks * block_bytes, np.uint8)
+    for i in range(ids.size):  # serial: a lookup is a few rows, and it compiles faster
         row = ids[i]
         if row < n_tiled_rows:
-            buf = np.empty(n_blocks * block_bytes, np.uint8)
             untile_row(quants, scales, halves, n_blocks, table, row, block_bytes, buf)
             dequantize_row(qtype, buf, out[i])
         else:

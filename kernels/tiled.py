@@ -1,8 +1,10 @@
-"""The fused matrix kernels: one call quantizes the input, runs every tile, then the tail rows.
+"""The fused matrix kernels: one call quantizes the input and runs every tile.
 
-    linear_blocks(isa, qtype, quants, scales, halves, tail, x, out)
+    linear_blocks(isa, qtype, n_tiles, quants, scales, halves, x, out)
+    linear_tail(qtype, tail, x, out)
         W of a block type in tiles (repack.Tiles fields, flat) plus tail rows in file blocks;
-        x (n_tok, n_in) float32, out (n_tok, n_out) float32 = x @ W.T.
+        x (n_tok, n_in) float32, out (n_tok, n_out) float32 = x @ W.T: the tiled rows, then
+        the tail rows.
     linear_float(isa, kind, tiles, tail, x, out)
         F32 / F16 / BF16 (kind 0 / 1 / 2) W: tiles flat (n_tiles, n_in, 16) float32 or uint16
         bits, tail (n_out % 16, n_in).
@@ -26,10 +28,9 @@ FLOAT_F32, FLOAT_F16, FLOAT_BF16 = 0, 1, 2
 
 
 @njit(cache=True, parallel=True)
-def linear_blocks(isa, qtype, quants, scales, halves, tail, x, out):
+def linear_blocks(isa, qtype, n_tiles, quants, scales, halves, x, out):
+    """out[:, :16 * n_tiles] = x @ W.T for the tiled rows of W."""
     n_tok = x.shape[0]
-    n_tail = tail.shape[0]
-    n_tiles = (out.shape[1] - n_tail) // 16
     xq, xd, xs, xsum = quantize_input(qtype, x)
     xq32 = xq.view(np.int32)  # (n_tok, n_in/4): 4 codes per word, as the tiles hold weights
     n_blocks = xd.shape[1]
@@ -44,11 +45,18 @@ def linear_blocks(isa, qtype, quants, scales, halves, tail, x, out):
                     facc = tile_dot(qtype, isa, quants, scales, halves, tb, lane0, b, x_q, x_d,
                                     x_s, x_sum, facc)  # fmt: skip
                 store_f32(out[tok], t * 16 + lane0, facc)
-    for r in range(n_tail):
-        for tok in range(n_tok):
-            out[tok, n_tiles * 16 + r] = dot_row(
-                qtype, tail[r], xq[tok], xd[tok], xs[tok], xsum[tok]
-            )
+
+
+@njit(cache=True)
+def linear_tail(qtype, tail, x, out):
+    """out[:, n_out - len(tail):] for the rows past the last tile, kept as file blocks.
+
+    A separate kernel so that it compiles only for matrices that have such rows."""
+    xq, xd, xs, xsum = quantize_input(qtype, x)
+    first = out.shape[1] - tail.shape[0]
+    for r in range(tail.shape[0]):
+        for tok in range(x.shape[0]):
+            out[tok, first + r] = dot_row(qtype, tail[r], xq[tok], xd[tok], xs[tok], xsum[tok])
 
 
 @njit(inline="always")

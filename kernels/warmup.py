@@ -1,0 +1,56 @@
+"""Compile (or load from the cache) every linear kernel ahead of first use."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from ..formats.ggml_types import TYPE_INFO, GGMLType
+from . import linear
+from .cpu_features import best_isa
+
+
+def warm_type(t: GGMLType, isas: list[str]) -> None:
+    """matmul (which matvec shares) and get_rows once on a one-tile matrix of type t."""
+    info = TYPE_INFO[t]
+    n_in = max(256, info.block_size)
+    n_out = 16  # one tile (rows past the tiles compile their own kernel on first use)
+    raw = np.zeros((n_out, n_in // info.block_size * info.type_size), np.uint8)
+    w = linear.pack_weight(raw, t, n_in)
+    x = np.zeros((2, n_in), np.float32)
+    out = np.empty((2, n_out), np.float32)
+    for isa in isas:
+        linear.matmul(w, x, out, isa=isa)
+    linear.get_rows(w, np.array([0, 15]), np.empty((2, n_in), np.float32))
+
+
+def _warm_types(types: list[int], isas: list[str]) -> float:
+    t0 = time.perf_counter()
+    for t in types:
+        warm_type(GGMLType(t), isas)
+    return time.perf_counter() - t0
+
+
+def warmup(
+    types: list[GGMLType] | None = None, isas: list[str] | None = None, processes: int = 1
+) -> float:
+    """Compile every kernel of the given types (default: all) and paths (default: this CPU's
+    best) into Numba's cache; returns the seconds taken.
+
+    Compiling takes seconds per type; with processes > 1 the types are shared among that
+    many worker processes, then this process loads the results (and compiles whatever a
+    worker's cache write lost to a concurrent one).
+    """
+    t0 = time.perf_counter()
+    types = list(linear.SUPPORTED_TYPES) if types is None else [GGMLType(t) for t in types]
+    isas = [best_isa()] if isas is None else list(isas)
+    if processes > 1 and len(types) > 1:
+        shares = [[int(t) for t in types[i::processes]] for i in range(processes)]
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(processes, mp_context=context) as pool:
+            list(pool.map(_warm_types, shares, [isas] * len(shares)))
+    _warm_types([int(t) for t in types], isas)
+    return time.perf_counter() - t0
