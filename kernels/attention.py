@@ -36,7 +36,10 @@ def score_scratch(n_ctx: int) -> np.ndarray:
     return np.empty((SCRATCH_ROWS, n_ctx), dtype=np.float32)
 
 
-@njit(cache=True, fastmath=True, inline="always")
+# The prepare path runs without fastmath: with it, LLVM may fuse the rotate-and-scale of Q
+# into FMAs in one build and not another (a fresh parallel build and its cached copy were
+# seen to differ by one f16 step), and these per-token ops gain nothing from it.
+@njit(cache=True, inline="always")
 def _rms_norm_head(vec, weight, eps):
     sum_sq = 0.0  # float64 sum of float32 squares, then float32 maths, as ggml's rms_norm
     for d in range(vec.shape[0]):
@@ -52,7 +55,7 @@ def _round_f16(x):
     return f16_to_f32(f32_to_f16(x))
 
 
-@njit(cache=True, fastmath=True, inline="always")
+@njit(cache=True, inline="always")
 def _prepare_token(
     t, q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm, eps, q_scale,
     q_out, k_cache, v_cache, kh,
@@ -79,7 +82,7 @@ def _prepare_token(
             v_cache[h, row, d] = f32_to_f16(v[t, h * head_dim + d])
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def _prepare_serial(
     q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm, eps, q_scale,
     q_out, k_cache, v_cache,
@@ -90,7 +93,7 @@ def _prepare_serial(
                        eps, q_scale, q_out, k_cache, v_cache, kh)  # fmt: skip
 
 
-@njit(cache=True, fastmath=True, parallel=True)
+@njit(cache=True, parallel=True)
 def _prepare_parallel(
     q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm, eps, q_scale,
     q_out, k_cache, v_cache,

@@ -31,7 +31,7 @@ def rope_tables(
     return np.cos(theta).astype(np.float32), np.sin(theta).astype(np.float32)
 
 
-@njit(cache=True, fastmath=True, inline="always")
+@njit(cache=True, inline="always")  # no fastmath: see attention.py
 def rotate_head(vec, cos_row, sin_row, neox):
     """Rotate one head vector in place. vec: (head_dim,); cos_row, sin_row: (n_rot/2,)."""
     half = cos_row.shape[0]
@@ -49,7 +49,7 @@ def rotate_head(vec, cos_row, sin_row, neox):
             vec[2 * i + 1] = a * sin_row[i] + b * cos_row[i]
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def rope(x, positions, cos, sin, neox):
     """Rotate every head of every token in place.
 

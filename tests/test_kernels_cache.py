@@ -1,0 +1,85 @@
+"""Kernels give the same bits whether freshly compiled or loaded from Numba's cache.
+
+A fastmath parallel kernel once rounded Q differently in its cached build than in the fresh
+one, so a model's output changed between the first and second run of a program; only a
+whole model forward showed it reliably, so that is what runs here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = r"""
+import hashlib
+import numpy as np
+from llamba.engine.catalog import resolve_model
+from llamba.engine.model import Model
+
+model = Model(resolve_model("smollm2-135m-instruct"), n_ctx=64, n_threads=2)
+logits = model.eval(np.arange(100, 120, dtype=np.int32), logits="all")  # prefill: parallel paths
+print(hashlib.sha256(logits.tobytes()).hexdigest())
+"""
+
+
+def run_with_cache(cache_dir) -> str:
+    r = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        env={**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+@pytest.mark.slow
+def test_fresh_and_cached_builds_agree(tmp_path, smollm2_path):
+    cold = run_with_cache(tmp_path)  # compiles and writes the cache
+    warm = run_with_cache(tmp_path)  # loads it
+    assert cold == warm
+
+
+def test_serial_and_parallel_prepare_agree():
+    import numpy as np
+
+    from llamba.kernels import attention as A
+    from llamba.kernels import ops_rope
+
+    rng = np.random.default_rng(1)
+    n, n_head, n_kv, hd, ctx = 8, 4, 1, 256, 16
+    q = rng.standard_normal((n, n_head * hd)).astype(np.float32)
+    k = rng.standard_normal((n, n_kv * hd)).astype(np.float32)
+    v = rng.standard_normal((n, n_kv * hd)).astype(np.float32)
+    pos = np.arange(n, dtype=np.int32)
+    cos, sin = ops_rope.rope_tables(ctx, hd, 1e6)
+    norm = rng.standard_normal(hd).astype(np.float32)
+    results = []
+    for prepare in (A._prepare_serial, A._prepare_parallel):
+        q_out = np.zeros((n, n_head, hd), np.float32)
+        k_cache = np.zeros((n_kv, ctx, hd), np.uint16)
+        v_cache = np.zeros((n_kv, ctx, hd), np.uint16)
+        prepare(
+            q,
+            k,
+            v,
+            pos,
+            cos,
+            sin,
+            True,
+            norm,
+            norm,
+            True,
+            1e-6,
+            np.float32(0.0625),
+            q_out,
+            k_cache,
+            v_cache,
+        )
+        results.append((q_out, k_cache))
+    assert np.array_equal(results[0][0], results[1][0])
+    assert np.array_equal(results[0][1], results[1][1])
