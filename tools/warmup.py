@@ -1,0 +1,34 @@
+"""`llamba warmup`: compile every kernel into Numba's cache ahead of first use.
+
+All linear kernels (every weight type, this CPU's instruction set) are compiled; then, with a
+model, a short prefill and a decode step compile the float ops that model uses.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..engine.catalog import resolve_model
+from ..kernels.warmup import warmup
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", nargs="?", help="also run this model once (GGUF file or catalog name)")
+    p.add_argument("--processes", type=int, default=1, help="compile types in N processes")
+
+
+def run(args) -> int:
+    seconds = warmup(processes=max(1, args.processes))
+    print(f"linear kernels: {seconds:.1f} s")
+    if args.model:
+        from ..engine.model import Model
+
+        t0 = time.perf_counter()
+        model = Model(resolve_model(args.model), n_ctx=64)
+        model.eval(np.arange(8, dtype=np.int32) % model.n_vocab)  # prefill path
+        model.eval(np.array([1], dtype=np.int32))  # decode path
+        model.close()
+        print(f"{args.model}: {time.perf_counter() - t0:.1f} s")
+    return 0
