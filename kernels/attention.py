@@ -14,7 +14,8 @@ lo = max(0, p - window + 1) for a window, else 0.
 
 Rounding follows ggml's (non-flash) attention, so results track llama.cpp's: Q is rounded to
 f16 for the f16 K·Q products, and the softmax weights are rounded to f16 for the weighted sum
-of f16 values; sums of squares and of exponentials are accumulated in float64.
+of f16 values; exponentials are ggml's expf (ops_math); sums of squares and of exponentials
+are accumulated in float64.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 from .ops_f16 import f16_to_f32, f32_to_f16
+from .ops_math import expf
 from .ops_rope import rotate_head
 
 SCRATCH_ROWS = numba.config.NUMBA_NUM_THREADS  # one score row per possible worker thread
@@ -136,35 +138,65 @@ def _attend(item, q, k_cache, v_cache, positions, window, scale, softcap, out, s
     lo = max(0, p - window + 1) if window > 0 else 0
     qh = q[t, h]  # (head_dim,)
 
-    # scores and their maximum
-    peak = -np.inf
-    for j in range(lo, p + 1):
-        kr = k_cache[kv, j % rows]  # (head_dim,)
-        dot = np.float32(0.0)
+    # scores, four positions at a time (independent sums keep the FMA units busy)
+    span = p + 1 - lo
+    j = 0
+    while j + 4 <= span:
+        k0 = k_cache[kv, (lo + j) % rows]  # (head_dim,) each
+        k1 = k_cache[kv, (lo + j + 1) % rows]
+        k2 = k_cache[kv, (lo + j + 2) % rows]
+        k3 = k_cache[kv, (lo + j + 3) % rows]
+        a0 = a1 = a2 = a3 = np.float32(0.0)
         for d in range(head_dim):
-            dot += f16_to_f32(kr[d]) * qh[d]
-        dot *= scale
+            qd = qh[d]
+            a0 += f16_to_f32(k0[d]) * qd
+            a1 += f16_to_f32(k1[d]) * qd
+            a2 += f16_to_f32(k2[d]) * qd
+            a3 += f16_to_f32(k3[d]) * qd
+        s[j], s[j + 1], s[j + 2], s[j + 3] = a0, a1, a2, a3
+        j += 4
+    for jj in range(j, span):
+        kr = k_cache[kv, (lo + jj) % rows]
+        a0 = np.float32(0.0)
+        for d in range(head_dim):
+            a0 += f16_to_f32(kr[d]) * qh[d]
+        s[jj] = a0
+    peak = -np.inf
+    for j in range(span):
+        x = s[j] * scale
         if softcap > 0:
-            dot = softcap * np.tanh(dot / softcap)
-        s[j - lo] = dot
-        peak = max(peak, dot)
+            x = softcap * np.tanh(x / softcap)
+        s[j] = x
+        peak = max(peak, x)
 
     # softmax weights, rounded to f16
     total = 0.0  # float64
-    for j in range(p + 1 - lo):
-        e = np.exp(s[j] - peak)
+    for j in range(span):
+        e = expf(s[j] - peak)
         s[j] = e
         total += e
     inv_total = np.float32(1.0 / total)
-    for j in range(p + 1 - lo):
+    for j in range(span):
         s[j] = _round_f16(s[j] * inv_total)
 
-    # weighted sum of values
+    # weighted sum of values, four positions per pass over the output
     o = out[t, h * head_dim : (h + 1) * head_dim]  # (head_dim,)
     o[:] = 0.0
-    for j in range(lo, p + 1):
-        vr = v_cache[kv, j % rows]  # (head_dim,)
-        w = s[j - lo]
+    j = 0
+    while j + 4 <= span:
+        v0 = v_cache[kv, (lo + j) % rows]  # (head_dim,) each
+        v1 = v_cache[kv, (lo + j + 1) % rows]
+        v2 = v_cache[kv, (lo + j + 2) % rows]
+        v3 = v_cache[kv, (lo + j + 3) % rows]
+        w0, w1, w2, w3 = s[j], s[j + 1], s[j + 2], s[j + 3]
+        for d in range(head_dim):
+            o[d] += (w0 * f16_to_f32(v0[d]) + w1 * f16_to_f32(v1[d])) + (
+                w2 * f16_to_f32(v2[d]) + w3 * f16_to_f32(v3[d])
+            )
+        j += 4
+    for jj in range(j, span):
+        vr = v_cache[kv, (lo + jj) % rows]
+        w = s[jj]
         for d in range(head_dim):
             o[d] += w * f16_to_f32(vr[d])
 

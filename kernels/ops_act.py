@@ -12,6 +12,7 @@ import numpy as np
 from numba import njit
 
 from .ops_f16 import f16_to_f32, f32_to_f16
+from .ops_math import expf
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 GELU_COEF_A = 0.044715
@@ -24,11 +25,14 @@ def _round_f16(x):
 
 @njit(cache=True, fastmath=True)
 def swiglu(gate, up, out):
-    """out = silu(gate) * up, silu(g) = g / (1 + exp(-g)). All (n, n_ff) float32."""
+    """out = silu(gate) * up, silu(g) = g / (1 + exp(-g)). All (n, n_ff) float32.
+
+    exp is ggml's expf, so SiLU rounds as llama.cpp's vectorized one does.
+    """
     for i in range(gate.shape[0]):
         for j in range(gate.shape[1]):
             g = gate[i, j]
-            out[i, j] = g / (np.float32(1.0) + np.exp(-g)) * up[i, j]
+            out[i, j] = (g / (np.float32(1.0) + expf(np.float32(0.0) - g))) * up[i, j]
 
 
 @njit(cache=True, fastmath=True, inline="always")
