@@ -313,3 +313,9 @@ def test_expf_is_ggmls_and_accurate():
     ulps = np.abs(got[normal] - exact) / np.spacing(exact.astype(np.float32))
     assert ulps.max() < 2.5  # ggml's bound: 1.45 ulp + 0.5 for rounding (measured 2.2)
     assert got[-2] == 0.0 and got[-1] == np.inf
+
+
+def test_warm_float_ops_compiles_every_float_kernel():
+    from llamba.kernels.warmup_ops import warm_float_ops
+
+    assert warm_float_ops() >= 0.0
