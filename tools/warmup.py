@@ -1,7 +1,7 @@
 """`llamba warmup`: compile every kernel into Numba's cache ahead of first use.
 
-All linear kernels (every weight type, this CPU's instruction set) are compiled; then, with a
-model, a short prefill and a decode step compile the float ops that model uses.
+All linear kernels (every weight type, this CPU's instruction set) and the float ops are
+compiled; with a model, a short prefill and a decode step also run it once.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import numpy as np
 
 from ..engine.catalog import resolve_model
 from ..kernels.warmup import warmup
+from ..kernels.warmup_ops import warm_float_ops
 
 
 def add_arguments(p) -> None:
@@ -22,6 +23,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     seconds = warmup(processes=max(1, args.processes))
     print(f"linear kernels: {seconds:.1f} s")
+    print(f"float ops: {warm_float_ops():.1f} s")
     if args.model:
         from ..engine.model import Model
 
