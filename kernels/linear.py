@@ -24,7 +24,15 @@ from .cpu_features import isa_token
 from .dequantize import dequantize_rows
 from .repack import TILE, dequantize_tiled_rows, layout_table, tile_blocks
 from .static import DirectCall, static
-from .tiled import FLOAT_BF16, FLOAT_F16, FLOAT_F32, linear_blocks, linear_float, linear_tail
+from .tiled import (
+    FLOAT_BF16,
+    FLOAT_F16,
+    FLOAT_F32,
+    linear_blocks,
+    linear_blocks_batch,
+    linear_float,
+    linear_tail,
+)
 
 BLOCK_TYPES = (
     GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0,
@@ -131,7 +139,9 @@ def pack_weight(raw: np.ndarray, ggml_type_: int | str | GGMLType, n_in: int) ->
 
 
 _linear_blocks = DirectCall(linear_blocks)
+_linear_blocks_batch = DirectCall(linear_blocks_batch)
 _linear_tail = DirectCall(linear_tail)
+BATCH_FROM = 4  # tokens from which blocks are unpacked once for all tokens
 _linear_float = DirectCall(linear_float)
 _dequantize_tiled_rows = DirectCall(dequantize_tiled_rows)
 _dequantize_rows = DirectCall(dequantize_rows)
@@ -162,8 +172,9 @@ def matmul(w: PackedWeight, x: np.ndarray, out: np.ndarray, isa: str | None = No
     _check_matmul(w, x, out)
     if w.quants is not None:
         token = isa_token(isa)
-        _linear_blocks((token, w.qtype_token), token, w.qtype_token, w.n_tiles, w.quants,
-                       w.scales, w.halves, x, out)  # fmt: skip
+        kernel = _linear_blocks if x.shape[0] < BATCH_FROM else _linear_blocks_batch
+        kernel((token, w.qtype_token), token, w.qtype_token, w.n_tiles, w.quants, w.scales,
+               w.halves, x, out)  # fmt: skip
         if w.tail.shape[0]:
             _linear_tail(w.qtype_token, w.qtype_token, w.tail, x, out)
     else:

@@ -177,6 +177,20 @@ def store_f32(typingctx, arr, index, value):
     return types.void(arr, types.intp, value), codegen
 
 
+@intrinsic
+def store_i32(typingctx, arr, index, value):
+    """arr[index : index + N] = value (I32xN) for a 1-D int32 array."""
+    if not (isinstance(value, VecType) and value.kind == "i" and value.bits == 32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_ptr(context, builder, arr, args[0], args[1], value.llvm())
+        builder.store(args[2], ptr, align=4)
+        return context.get_dummy_value()
+
+    return types.void(arr, types.intp, value), codegen
+
+
 def _splatter(doc, result, scalar):
     @intrinsic
     def splat(typingctx, isa, value):

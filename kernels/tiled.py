@@ -22,7 +22,14 @@ from .dot_rows import dot_float_row, dot_row
 from .quantize_activations import quantize_input
 from .scalar import bf16_to_f32, f16_to_f32, f32_to_bits, f32_to_f16
 from .simd import fma, lanes, load_bf16, load_f16, load_f32, splat_f32, store_f32, zeros_f32
-from .tile_dots import tile_dot
+from .tile_dots import (
+    UNPACKED_CODES,
+    UNPACKED_FLOATS,
+    UNPACKED_GROUPS,
+    tile_dot,
+    tile_dot_unpacked,
+    tile_unpack,
+)
 
 FLOAT_F32, FLOAT_F16, FLOAT_BF16 = 0, 1, 2
 
@@ -45,6 +52,34 @@ def linear_blocks(isa, qtype, n_tiles, quants, scales, halves, x, out):
                     facc = tile_dot(qtype, isa, quants, scales, halves, tb, lane0, b, x_q, x_d,
                                     x_s, x_sum, facc)  # fmt: skip
                 store_f32(out[tok], t * 16 + lane0, facc)
+
+
+@njit(cache=True, parallel=True)
+def linear_blocks_batch(isa, qtype, n_tiles, quants, scales, halves, x, out):
+    """As linear_blocks, for many tokens: each tile block is unpacked once into small buffers
+    (in L1) and then dotted with every token's activations."""
+    n_tok = x.shape[0]
+    xq, xd, xs, xsum = quantize_input(qtype, x)
+    xq32 = xq.view(np.int32)
+    n_blocks = xd.shape[1]
+    step = lanes(isa)
+    for t in prange(n_tiles):
+        codes_buf = np.empty(UNPACKED_CODES, np.int32)
+        groups_buf = np.empty(UNPACKED_GROUPS, np.int32)
+        floats_buf = np.empty(UNPACKED_FLOATS, np.float32)
+        acc = np.zeros((n_tok, 16), np.float32)  # the tile's outputs, per token
+        for lane0 in range(0, 16, step):
+            for b in range(n_blocks):
+                tb = t * n_blocks + b
+                tile_unpack(qtype, isa, quants, scales, halves, tb, lane0, codes_buf, groups_buf,
+                            floats_buf)  # fmt: skip
+                for tok in range(n_tok):
+                    facc = load_f32(isa, acc[tok], lane0)
+                    facc = tile_dot_unpacked(qtype, isa, codes_buf, groups_buf, floats_buf, lane0,
+                                             b, xq32[tok], xd[tok], xs[tok], xsum[tok], facc)  # fmt: skip
+                    store_f32(acc[tok], lane0, facc)
+        for tok in range(n_tok):
+            out[tok, t * 16 : t * 16 + 16] = acc[tok]
 
 
 @njit(cache=True)

@@ -14,16 +14,17 @@ from .cpu_features import best_isa
 
 
 def warm_type(t: GGMLType, isas: list[str]) -> None:
-    """matmul (which matvec shares) and get_rows once on a one-tile matrix of type t."""
+    """matvec, matmul and get_rows once on a one-tile matrix of type t."""
     info = TYPE_INFO[t]
     n_in = max(256, info.block_size)
     n_out = 16  # one tile (rows past the tiles compile their own kernel on first use)
     raw = np.zeros((n_out, n_in // info.block_size * info.type_size), np.uint8)
     w = linear.pack_weight(raw, t, n_in)
-    x = np.zeros((2, n_in), np.float32)
-    out = np.empty((2, n_out), np.float32)
-    for isa in isas:
-        linear.matmul(w, x, out, isa=isa)
+    for n_tok in (1, linear.BATCH_FROM):  # the one-token and the many-token kernels
+        x = np.zeros((n_tok, n_in), np.float32)
+        out = np.empty((n_tok, n_out), np.float32)
+        for isa in isas:
+            linear.matmul(w, x, out, isa=isa)
     linear.get_rows(w, np.array([0, 15]), np.empty((2, n_in), np.float32))
 
 
