@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..formats.errors import FormatError
 from ..formats.gguf_reader import GGUFFile
 from ..formats.keys import Keys
 
 KV_BYTES = 2  # the KV cache holds f16
 PREFILL_BATCH = 512
-
-# Architectures whose sliding-window layers follow a fixed pattern in llama.cpp: of every
-# `period` layers, all but the last use the window.
-SWA_PERIOD = {"gemma3": 6, "gemma2": 2}
 
 
 @dataclass(frozen=True)
@@ -27,14 +24,16 @@ class MemoryEstimate:
         return self.weights + self.kv_cache + self.compute
 
 
-def kv_positions_per_layer(f: GGUFFile, n_ctx: int) -> list[int]:
-    """Positions each layer's KV cache must hold: n_ctx, or the window on sliding layers."""
-    n_layer = f.arch_get(Keys.LLM.BLOCK_COUNT, 0)
-    window = f.arch_get(Keys.Attention.SLIDING_WINDOW)
-    period = SWA_PERIOD.get(f.architecture)
-    if not window or not period:
-        return [n_ctx] * n_layer
-    return [n_ctx if i % period == period - 1 else min(n_ctx, window) for i in range(n_layer)]
+def kv_cache_bytes(f: GGUFFile, n_ctx: int, n_batch: int) -> int | None:
+    """Bytes of the KV cache the runtime would allocate, or None for an unsupported model."""
+    from .archs import UnsupportedModelError, get_architecture
+    from .kv_cache import cache_nbytes
+
+    try:
+        arch = get_architecture(f.architecture)
+        return cache_nbytes(arch.kv_layout(arch.Args.from_gguf(f)), n_ctx, n_batch)
+    except (UnsupportedModelError, FormatError):
+        return None
 
 
 def _per_layer(value, n_layer: int) -> list[int]:
@@ -61,11 +60,10 @@ def estimate_memory(f: GGUFFile, n_ctx: int) -> MemoryEstimate:
     head_v = f.arch_get(Keys.Attention.VALUE_LENGTH) or head_k
     n_vocab = f.arch_get(Keys.LLM.VOCAB_SIZE) or len(f.get(Keys.Tokenizer.TOKENS) or [])
 
-    positions = kv_positions_per_layer(f, n_ctx)
-    kv = sum(
-        p * kvh * (head_k + head_v) * KV_BYTES for p, kvh in zip(positions, kv_heads, strict=False)
-    )
     batch = min(PREFILL_BATCH, n_ctx)
+    kv = kv_cache_bytes(f, n_ctx, batch)
+    if kv is None:  # an architecture llamba cannot run: every layer at full context
+        kv = sum(n_ctx * kvh * (head_k + head_v) * KV_BYTES for kvh in kv_heads)
     # residual, norm, q/k/v/attention output, gate/up, attention scores for one head group, logits
     compute = 4 * (
         batch * (4 * dim + n_head * (head_k + head_v) + 2 * n_ff) + n_head * batch * n_ctx + n_vocab

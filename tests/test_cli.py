@@ -124,3 +124,15 @@ def test_unknown_model_is_one_line(tmp_path):
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0
     assert "unknown model" in r.stderr
+
+
+@pytest.mark.slow
+def test_kv_cache_estimate_matches_the_runtime(gemma3_path):
+    """Sliding-window layers keep a ring, not the whole context: the estimate is what loads."""
+    from llamba.engine.model import Model
+
+    n_ctx = 2048
+    model = Model(gemma3_path, n_ctx=n_ctx)
+    with GGUFFile(gemma3_path) as f:
+        assert estimate_memory(f, n_ctx).kv_cache == model.kv_nbytes
+    model.close()
