@@ -17,6 +17,29 @@ from numba import njit, prange
 from ..formats.ggml_types import TYPE_INFO, GGMLType, ggml_type
 from . import type_ids as T
 from .scalar import f16_to_f32, f32_to_bits, f32_to_f16
+from .simd import (
+    PORTABLE,
+    clamp_i32,
+    eq,
+    float_bits,
+    gt,
+    isa_variant,
+    load_f32,
+    load_i32,
+    lt,
+    splat_f32,
+    store_f32,
+    store_i32,
+    to_f32,
+    vabs,
+    vsqrt,
+    where,
+    zeros_f32,
+    zeros_i32,
+)
+from .simd import (
+    lanes as lanes_of,
+)
 from .static import DirectCall, static, static_dispatch
 
 f32 = np.float32
@@ -175,111 +198,142 @@ def quantize_row_q5_1(x, out):
 
 
 # ------------------------------------------------------------------ k-quant searches
+# ggml searches each group's scale on its own, in long chains of dependent float32 sums. Here
+# the groups of a super-block run side by side, one per SIMD lane (8 groups of 32 for
+# Q4_K/Q5_K, 16 of 16 for Q6_K): every lane does exactly its group's sequence of operations,
+# so the bytes match, while the lanes fill the vector units. Data is transposed to
+# (weights, groups): xt[i * G + g] is weight i of group g.
+
+LANES_8 = isa_variant(PORTABLE, 8)
+LANES_16 = isa_variant(PORTABLE, 16)
 
 
 @njit(inline="always")
-def make_qkx2_quants(x, weights, nmax, rmin, rdelta, nstep, L, Laux):
-    """ggml make_qkx2_quants (use_mad false): x ~ scale * L - the_min, L in [0, nmax].
-    Returns (scale, the_min); L (group,) int32 receives the codes."""
-    n = x.size
-    lo = x[0]
-    hi = x[0]
-    for v in x:
-        if v < lo:
-            lo = v
-        if v > hi:
-            hi = v
-    if lo > 0:
-        lo = f32(0.0)
-    if hi == lo:
-        for i in range(n):
-            L[i] = 0
-        return f32(0.0), -lo
-    sum_w = weights[0]
-    sum_x = weights[0] * x[0]
+def nearest_int_lanes(v):
+    """nearest_int per lane (I32xN) of F32xN."""
+    return (float_bits(v + MAGIC) & 0x007FFFFF) - 0x00400000
+
+
+@njit(inline="always")
+def qkx2_lanes(lanes, xt, wt, n, nmax, rmin, rdelta, nstep, L, Laux):
+    """make_qkx2_quants (use_mad false) for G groups of n in lanes: x ~ scale * L - the_min,
+    L in [0, nmax] written to L (n * G int32). Returns (scale, the_min) F32xG."""
+    g = lanes_of(lanes)
+    zero = zeros_f32(lanes)
+    lo = load_f32(lanes, xt, 0)
+    hi = lo
+    sum_w = load_f32(lanes, wt, 0)
+    sum_x = sum_w * lo
     for i in range(1, n):
-        sum_w += weights[i]
-        sum_x += weights[i] * x[i]
-    mn = lo
-    iscale = f32(nmax) / (hi - mn)
-    scale = f32(1.0) / iscale
-    best_error = f32(0.0)
+        xi = load_f32(lanes, xt, i * g)
+        wi = load_f32(lanes, wt, i * g)
+        lo = where(lt(xi, lo), xi, lo)  # first minimum and maximum, as C loops keep them
+        hi = where(gt(xi, hi), xi, hi)
+        sum_w = sum_w + wi
+        sum_x = sum_x + wi * xi
+    lo = where(gt(lo, f32(0.0)), zero, lo)
+    flat = eq(hi, lo)  # the result of a flat group is discarded: keep its arithmetic finite
+    mn = where(flat, zero, lo)
+    span = where(flat, splat_f32(lanes, f32(1.0)), hi)
+    iscale = splat_f32(lanes, f32(nmax)) / (span - mn)
+    scale = splat_f32(lanes, f32(1.0)) / iscale
+    best = zero
     for i in range(n):
-        L[i] = min(nmax, max(0, nearest_int(iscale * (x[i] - mn))))
-        diff = scale * f32(L[i]) + mn - x[i]
-        best_error += weights[i] * (diff * diff)
+        xi = load_f32(lanes, xt, i * g)
+        l = clamp_i32(nearest_int_lanes(iscale * (xi - mn)), 0, nmax)
+        store_i32(L, i * g, l)
+        diff = scale * to_f32(l) + mn - xi
+        best = best + load_f32(lanes, wt, i * g) * (diff * diff)
     for step in range(nstep + 1):
-        iscale = (f32(rmin) + f32(rdelta) * f32(step) + f32(nmax)) / (hi - mn)
-        sum_l = f32(0.0)
-        sum_l2 = f32(0.0)
-        sum_xl = f32(0.0)
+        # candidates are measured from the min of the best fit so far, as in ggml
+        iscale = splat_f32(lanes, f32(rmin) + f32(rdelta) * f32(step) + f32(nmax)) / (span - mn)
+        sum_l = zero
+        sum_l2 = zero
+        sum_xl = zero
         for i in range(n):
-            li = min(nmax, max(0, nearest_int(iscale * (x[i] - mn))))
-            Laux[i] = li
-            lf = f32(li)
-            sum_l += weights[i] * lf
-            sum_l2 += weights[i] * lf * lf
-            sum_xl += weights[i] * lf * x[i]
+            xi = load_f32(lanes, xt, i * g)
+            wi = load_f32(lanes, wt, i * g)
+            l = clamp_i32(nearest_int_lanes(iscale * (xi - mn)), 0, nmax)
+            store_i32(Laux, i * g, l)
+            lf = to_f32(l)
+            sum_l = sum_l + wi * lf
+            sum_l2 = sum_l2 + wi * lf * lf
+            sum_xl = sum_xl + wi * lf * xi
         det = sum_w * sum_l2 - sum_l * sum_l
-        this_scale = safe_div(sum_w * sum_xl - sum_x * sum_l, det)
-        this_min = safe_div(sum_l2 * sum_x - sum_l * sum_xl, det)
-        if this_min > 0:
-            this_scale = safe_div(sum_xl, sum_l2)
-            this_min = f32(0.0)
-        cur_error = f32(0.0)
+        singular = eq(det, f32(0.0))
+        this_scale = where(singular, zero, (sum_w * sum_xl - sum_x * sum_l) / det)
+        this_min = where(singular, zero, (sum_l2 * sum_x - sum_l * sum_xl) / det)
+        clamp = gt(this_min, f32(0.0))
+        this_scale = where(clamp, where(eq(sum_l2, f32(0.0)), zero, sum_xl / sum_l2), this_scale)
+        this_min = where(clamp, zero, this_min)
+        cur = zero
         for i in range(n):
-            diff = this_scale * f32(Laux[i]) + this_min - x[i]
-            cur_error += weights[i] * (diff * diff)
-        if det > 0 and cur_error < best_error:
-            for i in range(n):
-                L[i] = Laux[i]
-            best_error = cur_error
-            scale = this_scale
-            mn = this_min
-    return scale, -mn
+            xi = load_f32(lanes, xt, i * g)
+            diff = this_scale * to_f32(load_i32(lanes, Laux, i * g)) + this_min - xi
+            cur = cur + load_f32(lanes, wt, i * g) * (diff * diff)
+        better = gt(det, f32(0.0)) & lt(cur, best)
+        best = where(better, cur, best)
+        scale = where(better, this_scale, scale)
+        mn = where(better, this_min, mn)
+        for i in range(n):
+            store_i32(
+                L, i * g, where(better, load_i32(lanes, Laux, i * g), load_i32(lanes, L, i * g))
+            )
+    for i in range(n):
+        store_i32(L, i * g, where(flat, zeros_i32(lanes), load_i32(lanes, L, i * g)))
+    minus_one = f32(-1.0)  # exact negation, signed zeros included
+    return where(flat, zero, scale), where(flat, lo * minus_one, mn * minus_one)
 
 
 @njit(inline="always")
-def make_qx_quants(x, nmax, L, Laux):
-    """ggml make_qx_quants (rmse_type 1, weights x**2): codes in [-nmax, nmax - 1] stored
-    + nmax in L. Returns the scale (0 for an all-zero group)."""
-    n = x.size
-    mx = first_absmax(x)
-    if abs(mx) < GROUP_MAX_EPS:
-        for i in range(n):
-            L[i] = 0
-        return f32(0.0)
-    iscale = f32(-nmax) / mx
-    sumlx = f32(0.0)
-    suml2 = f32(0.0)
-    for i in range(n):
-        li = min(nmax - 1, max(-nmax, nearest_int(iscale * x[i])))
-        L[i] = li
-        w = x[i] * x[i]
-        sumlx += w * x[i] * f32(li)
-        suml2 += w * f32(li) * f32(li)
-    scale = safe_div(sumlx, suml2)
-    best = scale * sumlx
-    for step in range(-9, 10):
+def qx_lanes(lanes, xt, n, nmax, L, Laux):
+    """make_qx_quants (rmse_type 1, weights x**2) for G groups of n in lanes: codes in
+    [-nmax, nmax - 1] written + nmax to L (0 for all-zero groups). Returns the scales F32xG."""
+    g = lanes_of(lanes)
+    zero = zeros_f32(lanes)
+    amax = zero
+    mx = zero
+    for i in range(n):  # the signed value of largest |x|, first on ties
+        xi = load_f32(lanes, xt, i * g)
+        larger = gt(vabs(xi), amax)
+        amax = where(larger, vabs(xi), amax)
+        mx = where(larger, xi, mx)
+    is_zero = lt(vabs(mx), GROUP_MAX_EPS)
+    mx = where(is_zero, splat_f32(lanes, f32(1.0)), mx)
+    scale = zero
+    best = zero
+    for step in range(-10, 10):  # -10 is the first fit, from iscale = -nmax / max
         if step == 0:
             continue
-        iscale = -(f32(nmax) + f32(0.1) * f32(step)) / mx
-        sumlx = f32(0.0)
-        suml2 = f32(0.0)
+        if step == -10:
+            iscale = splat_f32(lanes, f32(-nmax)) / mx
+        else:
+            iscale = splat_f32(lanes, -(f32(nmax) + f32(0.1) * f32(step))) / mx
+        sumlx = zero
+        suml2 = zero
         for i in range(n):
-            li = min(nmax - 1, max(-nmax, nearest_int(iscale * x[i])))
-            Laux[i] = li
-            w = x[i] * x[i]
-            sumlx += w * x[i] * f32(li)
-            suml2 += w * f32(li) * f32(li)
-        if suml2 > 0 and sumlx * sumlx > best * suml2:
-            for i in range(n):
-                L[i] = Laux[i]
-            scale = safe_div(sumlx, suml2)
-            best = scale * sumlx
+            xi = load_f32(lanes, xt, i * g)
+            l = clamp_i32(nearest_int_lanes(iscale * xi), -nmax, nmax - 1)
+            store_i32(Laux, i * g, l)
+            lf = to_f32(l)
+            w = xi * xi
+            sumlx = sumlx + w * xi * lf
+            suml2 = suml2 + w * lf * lf
+        this_scale = where(eq(suml2, f32(0.0)), zero, sumlx / suml2)
+        if step == -10:
+            better = eq(suml2, suml2)  # all lanes take the first fit
+        else:
+            better = gt(suml2, f32(0.0)) & gt(sumlx * sumlx, best * suml2)
+        scale = where(better, this_scale, scale)
+        best = where(better, scale * sumlx, best)
+        for i in range(n):
+            store_i32(
+                L, i * g, where(better, load_i32(lanes, Laux, i * g), load_i32(lanes, L, i * g))
+            )
     for i in range(n):
-        L[i] += nmax
-    return scale
+        code = load_i32(lanes, L, i * g) + nmax
+        store_i32(L, i * g, where(is_zero, zeros_i32(lanes), code))
+    return where(is_zero, zero, scale)
 
 
 # ------------------------------------------------------------------ k-quant super-blocks
@@ -288,26 +342,33 @@ def make_qx_quants(x, nmax, L, Laux):
 @njit(inline="always")
 def quantize_row_q45_k(x, out, nmax, rmin, rdelta, nstep, block_bytes):
     """Q4_K (nmax 15) / Q5_K (31): 8 groups of 32 with 6-bit scales and mins."""
-    L = np.empty(256, np.int32)
-    Laux = np.empty(32, np.int32)
-    weights = np.empty(32, np.float32)
+    lanes = LANES_8
+    xt = np.empty(256, np.float32)  # (32 weights, 8 groups)
+    wt = np.empty(256, np.float32)
+    L = np.empty(256, np.int32)  # codes, (32, 8) like xt
+    Laux = np.empty(256, np.int32)
     scales = np.empty(8, np.float32)
     mins = np.empty(8, np.float32)
     ls = np.empty(8, np.int32)
     lm = np.empty(8, np.int32)
+    dg = np.empty(8, np.float32)
+    dm = np.empty(8, np.float32)
     for b in range(x.size // 256):
         xb = x[b * 256 : b * 256 + 256]
         o = b * block_bytes
-        for j in range(8):
-            xg = xb[j * 32 : j * 32 + 32]
-            sum_x2 = f32(0.0)
-            for v in xg:
-                sum_x2 += v * v
-            av_x = np.sqrt(sum_x2 / f32(32.0))
-            for i in range(32):
-                weights[i] = av_x + abs(xg[i])
-            scales[j], mins[j] = make_qkx2_quants(xg, weights, nmax, rmin, rdelta, nstep,
-                                                  L[j * 32 : j * 32 + 32], Laux)  # fmt: skip
+        for i in range(32):
+            for j in range(8):
+                xt[i * 8 + j] = xb[j * 32 + i]
+        sum_x2 = zeros_f32(lanes)
+        for i in range(32):
+            xi = load_f32(lanes, xt, i * 8)
+            sum_x2 = sum_x2 + xi * xi
+        av_x = vsqrt(sum_x2 / f32(32.0))
+        for i in range(32):
+            store_f32(wt, i * 8, av_x + vabs(load_f32(lanes, xt, i * 8)))
+        scale_v, min_v = qkx2_lanes(lanes, xt, wt, 32, nmax, rmin, rdelta, nstep, L, Laux)
+        store_f32(scales, 0, scale_v)
+        store_f32(mins, 0, min_v)
         max_scale = f32(0.0)
         max_min = f32(0.0)
         for j in range(8):
@@ -328,48 +389,65 @@ def quantize_row_q45_k(x, out, nmax, rmin, rdelta, nstep, block_bytes):
             out[o + 4 + j] = np.uint8(ls[j] | ((ls[j + 4] >> 4) << 6))
             out[o + 8 + j] = np.uint8(lm[j] | ((lm[j + 4] >> 4) << 6))
             out[o + 12 + j] = np.uint8((ls[j + 4] & 0x0F) | ((lm[j + 4] & 0x0F) << 4))
-        for j in range(8):  # codes for the stored scales
-            dg = d * f32(ls[j])
-            if dg == 0:
-                continue
-            dm = dmin * f32(lm[j])
-            for i in range(32):
-                L[j * 32 + i] = min(nmax, max(0, nearest_int((xb[j * 32 + i] + dm) / dg)))
+        for j in range(8):
+            dg[j] = d * f32(ls[j])
+            dm[j] = dmin * f32(lm[j])
+        requantize(lanes, xt, dg, dm, 32, 0, nmax, 0, L)
         qs = o + (48 if nmax == 31 else 16)
         for c in range(4):
             for i in range(32):
-                lo = L[c * 64 + i]
-                hi = L[c * 64 + 32 + i]
+                lo = L[i * 8 + 2 * c]
+                hi = L[i * 8 + 2 * c + 1]
                 out[qs + c * 32 + i] = np.uint8((lo & 0x0F) | ((hi & 0x0F) << 4))
         if nmax == 31:  # qh: bit j of byte i is bit 4 of weight 32j + i
             for i in range(32):
                 byte = 0
                 for j in range(8):
-                    byte |= ((L[j * 32 + i] >> 4) & 1) << j
+                    byte |= ((L[i * 8 + j] >> 4) & 1) << j
                 out[o + 16 + i] = np.uint8(byte)
 
 
-@njit(cache=True)
+@njit(inline="always")
+def requantize(lanes, xt, dg, dm, n, lo, hi, offset, L):
+    """Codes for the stored group scales: clamp(nearest_int((x + dm) / dg), lo, hi) + offset,
+    per lane; lanes whose dg is 0 keep their codes."""
+    g = lanes_of(lanes)
+    d = load_f32(lanes, dg, 0)
+    m = load_f32(lanes, dm, 0)
+    keep = eq(d, f32(0.0))
+    for i in range(n):
+        xi = load_f32(lanes, xt, i * g)
+        code = clamp_i32(nearest_int_lanes((xi + m) / d), lo, hi) + offset
+        store_i32(L, i * g, where(keep, load_i32(lanes, L, i * g), code))
+
+
+@njit(cache=True, error_model="numpy")
 def quantize_row_q4_k(x, out):
     quantize_row_q45_k(x, out, 15, -1.0, 0.1, 20, 144)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def quantize_row_q5_k(x, out):
     quantize_row_q45_k(x, out, 31, -0.5, 0.1, 15, 176)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def quantize_row_q6_k(x, out):
+    lanes = LANES_16
+    xt = np.empty(256, np.float32)  # (16 weights, 16 groups)
     L = np.empty(256, np.int32)
-    Laux = np.empty(16, np.int32)
+    Laux = np.empty(256, np.int32)
     scales = np.empty(16, np.float32)
     sc = np.empty(16, np.int32)
+    dg = np.empty(16, np.float32)
+    no_min = np.zeros(16, np.float32)
     for b in range(x.size // 256):
         xb = x[b * 256 : b * 256 + 256]
         o = b * 210
-        for g in range(16):
-            scales[g] = make_qx_quants(xb[g * 16 : g * 16 + 16], 32, L[g * 16 : g * 16 + 16], Laux)
+        for i in range(16):
+            for g in range(16):
+                xt[i * 16 + g] = xb[g * 16 + i]
+        store_f32(scales, 0, qx_lanes(lanes, xt, 16, 32, L, Laux))
         max_scale = first_absmax(scales)
         if abs(max_scale) < GROUP_MAX_EPS:  # ggml writes an all-zero block
             for k in range(210):
@@ -381,17 +459,17 @@ def quantize_row_q6_k(x, out):
             sc[g] = ((v + 128) & 0xFF) - 128  # C's int -> int8_t
         d_bits, d = fp16_store(f32(1.0) / iscale)
         for g in range(16):
-            dg = d * f32(sc[g])
-            if dg == 0:
-                continue
+            dg[g] = d * f32(sc[g])
+        requantize(lanes, xt, dg, no_min, 16, -32, 31, 32, L)
+        for g in range(16):  # codes back to weight order
             for i in range(16):
-                L[g * 16 + i] = min(31, max(-32, nearest_int(xb[g * 16 + i] / dg))) + 32
+                Laux[g * 16 + i] = L[i * 16 + g]
         for h in range(2):  # ql: nibble k // 2 of byte 64h + 32(k % 2) + l; qh: crumb k of 32h + l
             for i in range(32):
-                q0 = L[h * 128 + i]
-                q1 = L[h * 128 + 32 + i]
-                q2 = L[h * 128 + 64 + i]
-                q3 = L[h * 128 + 96 + i]
+                q0 = Laux[h * 128 + i]
+                q1 = Laux[h * 128 + 32 + i]
+                q2 = Laux[h * 128 + 64 + i]
+                q3 = Laux[h * 128 + 96 + i]
                 out[o + h * 64 + i] = np.uint8((q0 & 0x0F) | ((q2 & 0x0F) << 4))
                 out[o + h * 64 + 32 + i] = np.uint8((q1 & 0x0F) | ((q3 & 0x0F) << 4))
                 out[o + 128 + h * 32 + i] = np.uint8(

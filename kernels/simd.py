@@ -284,7 +284,9 @@ _INT_OPS = {
     operator.add: "add", operator.sub: "sub", operator.mul: "mul", operator.and_: "and_",
     operator.or_: "or_", operator.lshift: "shl", operator.rshift: "lshr",
 }  # fmt: skip
-_FLOAT_OPS = {operator.add: "fadd", operator.sub: "fsub", operator.mul: "fmul"}
+_FLOAT_OPS = {
+    operator.add: "fadd", operator.sub: "fsub", operator.mul: "fmul", operator.truediv: "fdiv",
+}  # fmt: skip
 
 
 def _register_operator(pyop):
@@ -316,8 +318,108 @@ def _register_operator(pyop):
         lower_builtin(pyop, VecType, other)(lower)
 
 
-for _op in _INT_OPS:
+for _op in {**_INT_OPS, **_FLOAT_OPS}:
     _register_operator(_op)
+
+
+# ---------------------------------------------------------------- lane-wise comparisons
+# Masks are I32xN lanes of -1 (true) or 0; combine them with & and |.
+
+
+def _compare(doc, fop, iop):
+    @intrinsic
+    def compare(typingctx, a, b):
+        if not (
+            isinstance(a, VecType) and a.bits == 32 and (b == a or isinstance(b, types.Number))
+        ):
+            return None
+        mask = I32[a.count]
+
+        def codegen(context, builder, signature, args):
+            x, y = args
+            if not isinstance(signature.args[1], VecType):
+                scalar = types.float32 if a.kind == "f" else types.int32
+                y = _splat(builder, context.cast(builder, y, signature.args[1], scalar), a.llvm())
+            if a.kind == "f":
+                bits = builder.fcmp_ordered(fop, x, y)
+            else:
+                bits = builder.icmp_signed(iop, x, y)
+            return builder.sext(bits, mask.llvm())
+
+        return mask(a, b), codegen
+
+    compare.__doc__ = doc
+    return compare
+
+
+lt = _compare("Mask of a < b (a vector, b a vector or a scalar).", "<", "<")
+gt = _compare("Mask of a > b.", ">", ">")
+eq = _compare("Mask of a == b.", "==", "==")
+
+
+@intrinsic
+def where(typingctx, mask, a, b):
+    """Lane-wise mask ? a : b (mask an I32xN of compare results)."""
+    if not (isinstance(mask, VecType) and isinstance(a, VecType) and a == b):
+        return None
+
+    def codegen(context, builder, signature, args):
+        m, x, y = args
+        cond = builder.icmp_signed("!=", m, ir.Constant(m.type, [0] * m.type.count))
+        return builder.select(cond, x, y)
+
+    return a(mask, a, b), codegen
+
+
+def _float_unary(doc, llvm_name):
+    @intrinsic
+    def unary(typingctx, v):
+        if not (isinstance(v, VecType) and v.kind == "f"):
+            return None
+
+        def codegen(context, builder, signature, args):
+            return _call(builder, f"llvm.{llvm_name}.v{v.count}f32", v.llvm(), [args[0]])
+
+        return v(v), codegen
+
+    unary.__doc__ = doc
+    return unary
+
+
+vabs = _float_unary("|v| lane-wise (F32xN).", "fabs")
+vsqrt = _float_unary("Correctly rounded square root lane-wise (F32xN).", "sqrt")
+
+
+@intrinsic
+def float_bits(typingctx, v):
+    """The bits of F32xN lanes as I32xN."""
+    if not (isinstance(v, VecType) and v.kind == "f"):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], I32[v.count].llvm())
+
+    return I32[v.count](v), codegen
+
+
+@intrinsic
+def clamp_i32(typingctx, v, lo, hi):
+    """min(max(v, lo), hi) lane-wise for I32xN and int scalars."""
+    if not (isinstance(v, VecType) and v.kind == "i" and v.bits == 32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        n = v.count
+        lo_v = _splat(
+            builder, context.cast(builder, args[1], signature.args[1], types.int32), v.llvm()
+        )
+        hi_v = _splat(
+            builder, context.cast(builder, args[2], signature.args[2], types.int32), v.llvm()
+        )
+        up = _call(builder, f"llvm.smax.v{n}i32", v.llvm(), [args[0], lo_v])
+        return _call(builder, f"llvm.smin.v{n}i32", v.llvm(), [up, hi_v])
+
+    return v(v, lo, hi), codegen
 
 
 # ---------------------------------------------------------------- dot products per ISA

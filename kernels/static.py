@@ -12,8 +12,15 @@ import functools
 
 from numba import types
 from numba.core.datamodel import models
+from numba.core.imputils import lower_constant
 from numba.core.typing.typeof import Purpose, typeof
-from numba.extending import NativeValue, overload, register_model, typeof_impl, unbox
+from numba.extending import (
+    NativeValue,
+    overload,
+    register_model,
+    typeof_impl,
+    unbox,
+)
 
 
 class StaticType(types.Type):
@@ -117,3 +124,9 @@ class DirectCall:
         sig = tuple(typeof(a, Purpose.argument) for a in args)
         self.dispatcher.compile(sig)
         return self.dispatcher.overloads[sig].entry_point
+
+
+@lower_constant(StaticType)
+def _static_constant(context, builder, ty, pyval):
+    # a static token used as a global inside a kernel carries no data either
+    return context.get_constant_null(ty)

@@ -26,6 +26,7 @@ from ..formats.ggml_types import TYPE_INFO, GGMLType
 from ..kernels import linear
 from ..kernels.cpu_features import available_isas, best_isa
 from ..kernels.membench import read_bandwidth
+from ..kernels.quantize import quantize
 from ..kernels.repack import LAYOUTS
 
 # (n_out, n_in, what)
@@ -107,6 +108,18 @@ def bench_matmul(types, n_out, n_in, n_tok, repeats, rng):
     return rows
 
 
+def bench_quantize(repeats: int, rng) -> dict:
+    """Weights per second quantizing a 4096x4096 float32 matrix, and the projected time for
+    1.1B weights as Q4_K_M (about 80 % Q4_K and 20 % Q6_K in a TinyLlama-shaped model)."""
+    x = rng.standard_normal((4096, 4096), np.float32)
+    rates = {}
+    for name in ("Q4_K", "Q6_K", "Q5_0", "Q8_0"):
+        sec = median_seconds(lambda n=name: quantize(x, n), repeats)
+        rates[name] = x.size / sec
+    projected = 1.1e9 * (0.8 / rates["Q4_K"] + 0.2 / rates["Q6_K"])
+    return {"weights_per_s": rates, "projected_1_1b_q4_k_m_s": projected}
+
+
 def compile_times(processes: int) -> dict:
     """Seconds to compile every kernel cold (fresh cache) and then to load it from the cache,
     each in a new process (numbers include starting Python and importing Numba)."""
@@ -155,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         row["fraction_of_bandwidth"] = row["gb_per_s"] / limit
     if not args.no_matmul:
         report["matmul_512"] = bench_matmul(types, 4096, 4096, 512, max(3, args.repeats // 2), rng)
+    report["quantize"] = bench_quantize(max(1, args.repeats // 3), rng)
     if not args.no_compile:
         report["compile"] = compile_times(processes=max(1, args.threads))
 
@@ -178,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         for r in report["matmul_512"]:
             print(f"{r['type']:<6} {r['gop_per_s']:>8.1f} {r['numpy_gop_per_s']:>8.1f} "
                   f"{r['ratio']:>6.2f}")  # fmt: skip
+    q = report["quantize"]
+    rates = ", ".join(f"{k} {v / 1e6:.0f}" for k, v in q["weights_per_s"].items())
+    print(f"\nquantize (M weights/s): {rates}; 1.1B weights to Q4_K_M in about "
+          f"{q['projected_1_1b_q4_k_m_s']:.0f} s")  # fmt: skip
     if "compile" in report:
         c = report["compile"]
         print(f"\ncompile the whole kernel set: cold {c['cold']['in_process_s']:.1f} s "
