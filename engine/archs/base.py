@@ -14,6 +14,7 @@ import numpy as np
 from ...formats.errors import FormatError
 from ...formats.ggml_types import GGMLType
 from ...formats.gguf_reader import GGUFFile
+from ...formats.keys import Keys
 from ...kernels import linear
 from ...kernels.attention import score_scratch
 
@@ -149,6 +150,21 @@ def same_for_all_layers(value, n_layer: int, what: str) -> int:
     if len(set(values)) != 1:
         raise UnsupportedModelError(f"{what} differs between layers")
     return values[0]
+
+
+def attention_shape(f: GGUFFile) -> tuple[int, int, int, int, int]:
+    """(n_layer, dim, n_head, n_kv_head, head_dim) from the metadata, checked."""
+    n_layer = int(f.arch_get(Keys.LLM.BLOCK_COUNT))
+    dim = int(f.arch_get(Keys.LLM.EMBEDDING_LENGTH))
+    n_head = same_for_all_layers(f.arch_get(Keys.Attention.HEAD_COUNT), n_layer, "head_count")
+    kv = f.arch_get(Keys.Attention.HEAD_COUNT_KV, n_head)
+    n_kv_head = same_for_all_layers(kv, n_layer, "head_count_kv")
+    head_dim = int(f.arch_get(Keys.Attention.KEY_LENGTH, dim // n_head))
+    if int(f.arch_get(Keys.Attention.VALUE_LENGTH, head_dim)) != head_dim:
+        raise UnsupportedModelError("key and value head sizes differ")
+    if n_head % n_kv_head:
+        raise UnsupportedModelError(f"{n_head} heads do not group over {n_kv_head} KV heads")
+    return n_layer, dim, n_head, n_kv_head, head_dim
 
 
 def per_layer(value, n_layer: int, what: str) -> list[int]:

@@ -23,6 +23,7 @@ from .base import (
     ProjectionGroup,
     Scratch,
     UnsupportedModelError,
+    attention_shape,
     norm_weight,
     pack_linear,
     project_logits,
@@ -53,16 +54,7 @@ class ModelArgs:
 
     @classmethod
     def from_gguf(cls, f: GGUFFile) -> ModelArgs:
-        n_layer = int(f.arch_get(Keys.LLM.BLOCK_COUNT))
-        dim = int(f.arch_get(Keys.LLM.EMBEDDING_LENGTH))
-        n_head = same_for_all_layers(f.arch_get(Keys.Attention.HEAD_COUNT), n_layer, "head_count")
-        kv = f.arch_get(Keys.Attention.HEAD_COUNT_KV, n_head)
-        n_kv_head = same_for_all_layers(kv, n_layer, "head_count_kv")
-        head_dim = int(f.arch_get(Keys.Attention.KEY_LENGTH, dim // n_head))
-        if int(f.arch_get(Keys.Attention.VALUE_LENGTH, head_dim)) != head_dim:
-            raise UnsupportedModelError("key and value head sizes differ")
-        if n_head % n_kv_head:
-            raise UnsupportedModelError(f"{n_head} heads do not group over {n_kv_head} KV heads")
+        n_layer, dim, n_head, n_kv_head, head_dim = attention_shape(f)
         scaling = f.arch_get(Keys.Rope.SCALING_TYPE, "none")
         if scaling not in ("none", "linear"):
             raise UnsupportedModelError(f"rope scaling {scaling!r} is not supported")
