@@ -56,16 +56,6 @@ for _t, _l in LAYOUTS.items():  # the tiles hold every byte of the block exactly
     _covered = 2 * len(_l.halves) + 4 * (_l.quant_words + _l.scale_words)
     assert _covered == TYPE_INFO[_t].type_size, _t
 
-# (tile bit, source bit) pairs of the Q5 high-bit word
-_QH_BITS = [(8 * k + 2 * v + h, 16 * h + 4 * v + k) for k in range(4) for v in range(4) for h in (0, 1)]  # fmt: skip
-
-
-def shuffle_high_bits(words: np.ndarray) -> np.ndarray:
-    out = np.zeros_like(words)
-    for dst, src in _QH_BITS:
-        out |= ((words >> np.uint32(src)) & np.uint32(1)) << np.uint32(dst)
-    return out
-
 
 @dataclass
 class Tiles:
@@ -81,16 +71,8 @@ class Tiles:
         return self.quants.nbytes + self.scales.nbytes + self.halves.nbytes + self.tail.nbytes
 
 
-def _lanes(blocks: np.ndarray, fields, dtype) -> np.ndarray:
-    """(T, 16, nb, bytes) blocks -> (T, nb, n, 16): the fields' words (or halves) per lane."""
-    parts = [np.ascontiguousarray(blocks[..., o : o + n]).view(dtype) for o, n in fields]
-    if not parts:
-        return np.zeros(blocks.shape[:1] + blocks.shape[2:3] + (0, TILE), dtype)
-    return np.concatenate(parts, axis=-1).transpose(0, 2, 3, 1)
-
-
-def tile_blocks(raw: np.ndarray, t: GGMLType, chunk_tiles: int = 256) -> Tiles:
-    """raw (n_out, row_bytes) uint8 file blocks -> Tiles; works in chunks to bound temporaries."""
+def tile_blocks(raw: np.ndarray, t: GGMLType) -> Tiles:
+    """raw (n_out, row_bytes) uint8 file blocks (a view is fine) -> Tiles, in one pass."""
     layout = LAYOUTS[t]
     block_bytes = TYPE_INFO[t].type_size
     n_out, row_bytes = raw.shape
@@ -98,17 +80,53 @@ def tile_blocks(raw: np.ndarray, t: GGMLType, chunk_tiles: int = 256) -> Tiles:
     quants = np.empty((n_tiles, nb, layout.quant_words, TILE), np.uint32)
     scales = np.empty((n_tiles, nb, layout.scale_words, TILE), np.uint32)
     halves = np.empty((n_tiles, nb, len(layout.halves), TILE), np.uint16)
-    for t0 in range(0, n_tiles, chunk_tiles):
-        t1 = min(n_tiles, t0 + chunk_tiles)
-        blocks = raw[t0 * TILE : t1 * TILE].reshape(t1 - t0, TILE, nb, block_bytes)
-        q = _lanes(blocks, layout.quant_fields, np.uint32)
-        if layout.shuffled_word >= 0:
-            q[:, :, layout.shuffled_word] = shuffle_high_bits(q[:, :, layout.shuffled_word])
-        quants[t0:t1] = q
-        scales[t0:t1] = _lanes(blocks, layout.scale_fields, np.uint32)
-        halves[t0:t1] = _lanes(blocks, [(o, 2) for o in layout.halves], np.uint16)
+    if n_tiles:
+        tile_rows(raw, n_tiles, nb, block_bytes, layout_table(t), quants.reshape(-1),
+                  scales.reshape(-1), halves.reshape(-1))  # fmt: skip
     tail = np.array(raw[n_tiles * TILE :], dtype=np.uint8, copy=True)
     return Tiles(quants.view(np.int32), scales.view(np.int32), halves, tail)
+
+
+@njit(cache=True)
+def tile_rows(raw, n_tiles, n_blocks, block_bytes, table, quants, scales, halves):
+    """The tiled fields (flat outputs) of raw's first 16 * n_tiles rows; see untile_row."""
+    n_qw = n_sw = n_h = 0
+    for i in range(table.shape[0]):
+        if table[i, 0] == 0:
+            n_qw += 1
+        elif table[i, 0] == 1:
+            n_sw += 1
+        else:
+            n_h += 1
+    for tile in range(n_tiles):  # serial: memory-bound, and no thread wake-ups per tensor
+        for lane in range(16):
+            row = raw[tile * 16 + lane]
+            for b in range(n_blocks):
+                o = b * block_bytes
+                tb = tile * n_blocks + b
+                for i in range(table.shape[0]):
+                    kind, off, word = table[i, 0], table[i, 1], table[i, 3]
+                    if kind == 2:
+                        v16 = np.uint16(row[o + off]) | (
+                            np.uint16(row[o + off + 1]) << np.uint16(8)
+                        )
+                        halves[(tb * n_h + word) * 16 + lane] = v16
+                        continue
+                    v = np.uint32(0)
+                    for k in range(4):
+                        v |= np.uint32(row[o + off + k]) << np.uint32(8 * k)
+                    if table[i, 4]:  # the Q5 high-bit word: bit 16h + 4v + k to 8k + 2v + h
+                        u = np.uint32(0)
+                        for kk in range(4):
+                            for vv in range(4):
+                                for h in range(2):
+                                    bit = (v >> np.uint32(16 * h + 4 * vv + kk)) & np.uint32(1)
+                                    u |= bit << np.uint32(8 * kk + 2 * vv + h)
+                        v = u
+                    if kind == 0:
+                        quants[(tb * n_qw + word) * 16 + lane] = v
+                    else:
+                        scales[(tb * n_sw + word) * 16 + lane] = v
 
 
 def layout_table(t: GGMLType) -> np.ndarray:

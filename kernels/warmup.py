@@ -19,6 +19,7 @@ def warm_type(t: GGMLType, isas: list[str]) -> None:
     n_in = max(256, info.block_size)
     n_out = 16  # one tile (rows past the tiles compile their own kernel on first use)
     raw = np.zeros((n_out, n_in // info.block_size * info.type_size), np.uint8)
+    raw.flags.writeable = False  # as the read-only file mappings models are packed from
     w = linear.pack_weight(raw, t, n_in)
     for n_tok in (1, linear.BATCH_FROM):  # the one-token and the many-token kernels
         x = np.zeros((n_tok, n_in), np.float32)

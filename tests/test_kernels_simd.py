@@ -44,7 +44,7 @@ def test_repack_is_a_permutation_of_the_file_bytes(t):
     info = TYPE_INFO[t]
     rng = np.random.default_rng(int(t))
     raw = rng.integers(0, 256, (2 * TILE + 3, 3 * info.type_size), np.uint8)
-    tiles = tile_blocks(raw, t, chunk_tiles=1)
+    tiles = tile_blocks(raw, t)
     assert tiles.nbytes == raw.nbytes
     np.testing.assert_array_equal(tiles.tail, raw[2 * TILE :])
     table = layout_table(t)
@@ -84,29 +84,28 @@ def test_activation_quantization_q8_0_within_half_a_step():
 
 AVX512_COMPILE = textwrap.dedent(
     """
+    # compiled for Zen 4, never run: this machine may lack AVX-512, so no jitted code runs
+    # here (the arguments are built with numpy only)
     import numpy as np
     from numba.core.typing.typeof import Purpose, typeof
-    from llamba.formats.ggml_types import TYPE_INFO, GGMLType
-    from llamba.kernels import linear
     from llamba.kernels.simd import isa_variant
+    from llamba.kernels.static import static
     from llamba.kernels.tiled import linear_blocks, linear_float
 
     isa = isa_variant("avx512vnni")
     x = np.zeros((1, 256), np.float32)
     out = np.zeros((1, 16), np.float32)
-    for name in ("Q8_0", "Q4_K", "Q6_K", "F16"):
-        t = GGMLType[name]
-        info = TYPE_INFO[t]
-        raw = np.zeros((16, 256 // info.block_size * info.type_size), np.uint8)
-        w = linear.pack_weight(raw, t, 256)
-        if w.quants is not None:
+    words = np.zeros(1024, np.int32)
+    halves = np.zeros(64, np.uint16)
+    for name, qtype in (("Q8_0", 8), ("Q4_K", 12), ("Q6_K", 14), ("F16", None)):
+        if qtype is not None:
             kernel = linear_blocks
-            args = (isa, w.qtype_token, w.n_tiles, w.quants, w.scales, w.halves, x, out)
+            args = (isa, static(qtype), 1, words, words, halves, x, out)
         else:
             kernel = linear_float
-            args = (isa, 1, w.float_tiles, w.float_tail, x, out)
+            args = (isa, 1, np.zeros(4096, np.uint16), np.zeros((0, 256), np.uint16), x, out)
         sig = tuple(typeof(a, Purpose.argument) for a in args)
-        kernel.compile(sig)  # compiled only: this machine may not run it
+        kernel.compile(sig)
         asm = kernel.inspect_asm(sig)
         print(name, asm.count("vpdpbusd"), asm.count("%zmm"))
     """
