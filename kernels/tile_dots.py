@@ -24,13 +24,9 @@ from numba import njit
 from numba.extending import overload
 
 from .simd import (
-    dot_s8s8,
     fma,
     load_f32,
     load_i32,
-    pdot,
-    pflush,
-    pflush_scaled,
     pzero,
     splat_f32,
     splat_i32,
@@ -39,6 +35,7 @@ from .simd import (
     to_f32,
     zeros_i32,
 )
+from .simd_dot import dot_s8s8, pdot, pflush, pflush_scaled
 from .static import StaticType
 from .tile_codes import KQUANT_PARTS, LEGACY_PARTS
 
