@@ -1,7 +1,7 @@
 """Explicit SIMD for Numba: LLVM vector types, loads/stores and lane-wise operations.
 
-Kernels work on N lanes, one per weight row of a 16-row tile (N = 16 on AVX-512, 8 on AVX2 and
-the portable path, which then take a tile in two passes):
+Kernels work on N lanes, one per weight row of a 16-row tile (N = 16 by default: one zmm on
+AVX-512, two ymm halves on AVX2; an isa_variant with 8 lanes takes a tile in two passes):
     I32xN   4 weight codes per row, or 4 activation bytes broadcast; integer sums per row
     F32xN   float accumulators, one per row
     PARTIAL byte-product sums not yet widened to int32 (simd_dot.pdot)
