@@ -38,6 +38,16 @@ def _pool(hidden: np.ndarray, pooling: str) -> np.ndarray:
     return hidden
 
 
+def _collect(pieces) -> tuple[str, int, str | None]:
+    """Fold generated pieces into (text, tokens generated, finish reason)."""
+    text, n, reason = [], 0, None
+    for piece in pieces:
+        n += piece.token is not None
+        text.append(piece.text)
+        reason = piece.finish_reason or reason
+    return "".join(text), n, reason
+
+
 class _Recorder:
     """The Model as generation sees it, recording every position's logits into `scores`
     when the Llama was made with logits_all=True."""
@@ -256,14 +266,8 @@ class Llama:
         prefix = prompt if echo and isinstance(prompt, str) else ""
         if stream:
             return self._stream_completion(pieces, cid, name, prefix)
-        text, n, reason = [], 0, None
-        for piece in pieces:
-            n += piece.token is not None
-            text.append(piece.text)
-            reason = piece.finish_reason or reason
-        return shapes.completion(
-            cid, name, prefix + "".join(text), reason, shapes.usage(len(tokens), n)
-        )
+        text, n, reason = _collect(pieces)
+        return shapes.completion(cid, name, prefix + text, reason, shapes.usage(len(tokens), n))
 
     @staticmethod
     def _stream_completion(pieces, cid: str, name: str, prefix: str) -> Iterator[dict]:
@@ -316,14 +320,8 @@ class Llama:
         cid, name = shapes.completion_id("chatcmpl"), model or self.model_path
         if stream:
             return self._stream_chat(pieces, cid, name)
-        text, n, reason = [], 0, None
-        for piece in pieces:
-            n += piece.token is not None
-            text.append(piece.text)
-            reason = piece.finish_reason or reason
-        return shapes.chat_completion(
-            cid, name, "".join(text), reason, shapes.usage(len(tokens), n)
-        )
+        text, n, reason = _collect(pieces)
+        return shapes.chat_completion(cid, name, text, reason, shapes.usage(len(tokens), n))
 
     @staticmethod
     def _stream_chat(pieces, cid: str, name: str) -> Iterator[dict]:
