@@ -68,14 +68,16 @@ def _prepare_token(
     row = p % rows
     for h in range(n_head):
         qh = q_out[t, h]  # (head_dim,)
-        qh[:] = q[t, h * head_dim : (h + 1) * head_dim]
+        for d in range(head_dim):  # a loop, not a slice copy: that costs seconds to compile
+            qh[d] = q[t, h * head_dim + d]
         if use_qk_norm:
             _rms_norm_head(qh, q_norm, eps)
         rotate_head(qh, cos[p], sin[p], neox)
         for d in range(head_dim):
             qh[d] = _round_f16(qh[d] * q_scale)
     for h in range(n_kv_head):
-        kh[:] = k[t, h * head_dim : (h + 1) * head_dim]
+        for d in range(head_dim):
+            kh[d] = k[t, h * head_dim + d]
         if use_qk_norm:
             _rms_norm_head(kh, k_norm, eps)
         rotate_head(kh, cos[p], sin[p], neox)

@@ -79,7 +79,8 @@ def linear_blocks_batch(isa, qtype, n_tiles, quants, scales, halves, x, out):
                                              b, xq32[tok], xd[tok], xs[tok], xsum[tok], facc)  # fmt: skip
                     store_f32(acc[tok], lane0, facc)
         for tok in range(n_tok):
-            out[tok, t * 16 : t * 16 + 16] = acc[tok]
+            for r in range(16):  # a loop, not a slice copy: that costs seconds to compile
+                out[tok, t * 16 + r] = acc[tok, r]
 
 
 @njit(cache=True)
