@@ -13,6 +13,7 @@ library); BOS/EOS are added per the file's flags.
 from __future__ import annotations
 
 import codecs
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -33,7 +34,11 @@ class Tokenizer:
     def __init__(self, vocab: Vocab):
         self.vocab = vocab
         # lone surrogates (undecodable bytes in the file) cannot reach `tokenizers`
-        hf_vocab = {t: i for t, i in vocab.ids.items() if not _has_surrogate(t)}
+        hf_vocab = (
+            {t: i for t, i in vocab.ids.items() if not _has_surrogate(t)}
+            if _has_surrogate("".join(vocab.ids))
+            else dict(vocab.ids)
+        )
         if vocab.is_spm:
             if vocab.scores is None:
                 raise TokenizerError("a SentencePiece vocabulary needs tokenizer.ggml.scores")
@@ -301,8 +306,11 @@ class IncrementalDetokenizer:
         return self._decoder.decode(b"", final=True)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _has_surrogate(text: str) -> bool:
-    return any("\ud800" <= ch <= "\udfff" for ch in text) if not text.isascii() else False
+    return not text.isascii() and _SURROGATE.search(text) is not None
 
 
 def _clean_spaces(text: bytearray) -> None:

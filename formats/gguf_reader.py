@@ -83,6 +83,9 @@ class TensorInfo:
         return self.n_elements // self.shape[0]
 
 
+_U64 = struct.Struct("<Q")
+
+
 class _Cursor:
     """Bounds-checked little-endian reads over a buffer."""
 
@@ -121,6 +124,26 @@ class _Cursor:
         self.pos += n
         # surrogateescape keeps any bytes, so writing the string back gives the same bytes
         return raw.decode("utf-8", errors="surrogateescape")
+
+    def strings(self, n: int, what: str) -> list[str]:
+        """n strings in a row: as n calls of string(), in one tight loop (a vocabulary holds
+        hundreds of thousands); any bad length falls back to string() for its exact error."""
+        buf, size, pos = self.buf, self.size, self.pos
+        unpack = _U64.unpack_from
+        out: list[str] = []
+        append = out.append
+        for _ in range(n):
+            if pos + 8 <= size:
+                (length,) = unpack(buf, pos)
+                end = pos + 8 + length
+                if end <= size:
+                    append(str(buf[pos + 8 : end], "utf-8", "surrogateescape"))
+                    pos = end
+                    continue
+            self.pos = pos
+            self.string(what)  # raises
+        self.pos = pos
+        return out
 
     def count(self, what: str, min_item_bytes: int) -> int:
         start = self.pos
@@ -167,7 +190,7 @@ def _read_value(cur: _Cursor, vtype: GGUFValueType, key: str, depth: int = 0):
         cur.pos += nbytes
         return arr, elem
     if elem == GGUFValueType.STRING:
-        return TypedList((cur.string(f"string in array {key!r}") for _ in range(n)), elem), elem
+        return TypedList(cur.strings(n, f"string in array {key!r}"), elem), elem
     # nested arrays
     return TypedList((_read_value(cur, elem, key, depth + 1)[0] for _ in range(n)), elem), elem
 

@@ -349,3 +349,27 @@ def test_out_of_range_ids_are_a_clear_error():
         tok.detokenize([0, 3])
     with pytest.raises(TokenizerError, match="outside the vocabulary"):
         tok.token_to_piece(-1)
+
+
+@pytest.mark.slow
+def test_spm_merges_cache_gives_the_derived_merges(gemma3_path, tmp_path, monkeypatch):
+    """Gemma's 262k-entry vocabulary derives its merges once and then loads them from the
+    cache; a damaged cache file is ignored and replaced, never trusted."""
+    from llamba.engine import catalog, tokenizer_spm
+
+    monkeypatch.setenv(catalog.CACHE_ENV, str(tmp_path))
+    with GGUFFile(gemma3_path) as f:
+        tok = Tokenizer.from_metadata(f.metadata)
+    vocab = {t: i for t, i in tok.vocab.ids.items()}
+    scores = tok.vocab.scores
+    path = tokenizer_spm.merges_cache_file(vocab, scores)
+    assert path.is_file() and path.parent.parent == tmp_path
+    derived = tokenizer_spm.derive_merges(vocab, scores)
+    assert tokenizer_spm.cached_merges(vocab, scores) == derived
+    for damage in (b"not a numpy file", None):
+        if damage is None:  # a valid file whose ids are not this vocabulary's
+            np.save(path, np.array([[len(vocab) + 5, 0]], np.int32))
+        else:
+            path.write_bytes(damage)
+        assert tokenizer_spm.cached_merges(vocab, scores) == derived
+        assert tokenizer_spm.cached_merges(vocab, scores) == derived  # rewritten, loads again
