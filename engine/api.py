@@ -8,6 +8,7 @@ print(out["choices"][0]["message"]["content"])
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,7 @@ from .catalog import resolve_model
 from .chat_template import ChatTemplate
 from .generate import fit_prompt, generate_text, generate_tokens
 from .kv_cache import ContextLengthError
+from .logprobs import LogprobRecorder, chat_logprobs, completion_logprobs, prompt_logprobs
 from .model import DEFAULT_N_BATCH, Model
 from .sampling import Sampler, SamplingParams
 from .tokenizer import Tokenizer
@@ -46,6 +48,22 @@ def _collect(pieces) -> tuple[str, int, str | None]:
         text.append(piece.text)
         reason = piece.finish_reason or reason
     return "".join(text), n, reason
+
+
+def _with_logprobs(pieces, recorder: LogprobRecorder | None, tokenizer: Tokenizer):
+    """(piece, its token's TokenLogprob or None) for each piece; end-of-generation tokens
+    get none (they are not part of the text, as in llama-cpp-python)."""
+    for piece in pieces:
+        entry = None
+        if recorder is not None and piece.token is not None and not tokenizer.is_eog(piece.token):
+            entry = recorder.take(piece.token)
+        yield piece, entry
+
+
+def _returned(entries, text_end: int) -> list:
+    """The entries whose token starts inside the returned text (a cut stop string drops
+    the tokens that formed it)."""
+    return [e for e in entries if e.text_offset < text_end]
 
 
 class _Recorder:
@@ -213,11 +231,19 @@ class Llama:
     # -- completions ----------------------------------------------------------------------
 
     def _complete(
-        self, prompt_tokens: list[int], max_tokens: int | None, stop, sampling: dict
+        self,
+        prompt_tokens: list[int],
+        max_tokens: int | None,
+        stop,
+        sampling: dict,
+        recorder: LogprobRecorder | None = None,
     ) -> Iterator:
+        """(piece, TokenLogprob or None) for each generated piece."""
         seed = sampling.pop("seed", None)
         sampler = self._sampler(seed, **sampling)
-        return generate_text(self._runner, self.tokenizer, prompt_tokens, sampler, max_tokens, stop)
+        pieces = generate_text(self._runner, self.tokenizer, prompt_tokens, sampler, max_tokens,
+                               stop, on_logits=None if recorder is None else recorder.see)  # fmt: skip
+        return _with_logprobs(pieces, recorder, self.tokenizer)
 
     def _prompt_tokens(self, prompt: str | Sequence[int], max_tokens, truncate: bool) -> list[int]:
         if isinstance(prompt, str):
@@ -249,33 +275,69 @@ class Llama:
         stream: bool = False,
         seed: int | None = None,
         logit_bias: dict[int, float] | None = None,
+        logprobs: int | None = None,
         truncate: bool = False,
         model: str | None = None,
     ) -> dict | Iterator[dict]:
         """Complete a prompt: a `text_completion` dict, or with stream=True an iterator of
         chunks. max_tokens None or <= 0: until the context is full. truncate: keep the
-        prompt's tail when it does not fit (announced by a warning) instead of an error."""
+        prompt's tail when it does not fit (announced by a warning) instead of an error.
+        logprobs=N: each generated token's log-probability and the N most likely tokens
+        (see engine/logprobs.py)."""
         tokens = self._prompt_tokens(prompt, max_tokens, truncate)
         sampling = dict(
             temperature=temperature, top_p=top_p, min_p=min_p, typical_p=typical_p,
             frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
             repeat_penalty=repeat_penalty, top_k=top_k, logit_bias=logit_bias, seed=seed,
         )  # fmt: skip
-        pieces = self._complete(tokens, max_tokens, stop, sampling)
+        prompt_text = (
+            prompt if isinstance(prompt, str) else self.detokenize(tokens).decode("utf-8", "ignore")
+        )
+        prefix = prompt_text if echo else ""
+        recorder = None
+        if logprobs is not None:
+            if echo and self.scores is None:
+                raise ValueError(
+                    "echo with logprobs needs the prompt's logits: Llama(logits_all=True)"
+                )
+            recorder = LogprobRecorder(self.tokenizer, logprobs, offset=len(prompt_text))
+        steps = self._complete(tokens, max_tokens, stop, sampling, recorder)
         cid, name = shapes.completion_id(), model or self.model_path
-        prefix = prompt if echo and isinstance(prompt, str) else ""
+
+        def echoed():  # the prompt's own entries, once its logits have been computed
+            if recorder is None or not echo:
+                return []
+            return prompt_logprobs(self.tokenizer, tokens, self.scores, logprobs)
+
         if stream:
-            return self._stream_completion(pieces, cid, name, prefix)
-        text, n, reason = _collect(pieces)
-        return shapes.completion(cid, name, prefix + text, reason, shapes.usage(len(tokens), n))
+            return self._stream_completion(steps, cid, name, prefix, echoed)
+        text, n, reason = _collect(piece for piece, _ in steps)
+        result = shapes.completion(cid, name, prefix + text, reason,
+                                   shapes.usage(len(tokens), n))  # fmt: skip
+        if recorder is not None:
+            entries = _returned(recorder.entries, len(prompt_text) + len(text))
+            result["choices"][0]["logprobs"] = completion_logprobs(echoed() + entries)
+        return result
 
     @staticmethod
-    def _stream_completion(pieces, cid: str, name: str, prefix: str) -> Iterator[dict]:
+    def _stream_completion(steps, cid: str, name: str, prefix: str, echoed) -> Iterator[dict]:
+        steps = iter(steps)
+        first = next(steps, None)  # evaluates the prompt
         if prefix:
-            yield shapes.completion_chunk(cid, name, prefix, None)
-        for piece in pieces:
-            if piece.text or piece.finish_reason:
-                yield shapes.completion_chunk(cid, name, piece.text, piece.finish_reason)
+            chunk = shapes.completion_chunk(cid, name, prefix, None)
+            prompt_entries = echoed()
+            if prompt_entries:
+                chunk["choices"][0]["logprobs"] = completion_logprobs(prompt_entries)
+            yield chunk
+        if first is None:
+            return
+        steps = itertools.chain([first], steps)
+        for piece, entry in steps:
+            if piece.text or piece.finish_reason or entry is not None:
+                chunk = shapes.completion_chunk(cid, name, piece.text, piece.finish_reason)
+                if entry is not None:
+                    chunk["choices"][0]["logprobs"] = completion_logprobs([entry])
+                yield chunk
 
     __call__ = create_completion
 
@@ -302,12 +364,15 @@ class Llama:
         frequency_penalty: float = 0.0,
         repeat_penalty: float = 1.0,
         logit_bias: dict[int, float] | None = None,
+        logprobs: bool = False,
+        top_logprobs: int | None = None,
         truncate: bool = False,
         model: str | None = None,
     ) -> dict | Iterator[dict]:
         """Answer a conversation: a `chat.completion` dict, or with stream=True an iterator of
         `chat.completion.chunk` dicts (first a role delta, then content deltas, then the
-        finish reason)."""
+        finish reason). logprobs=True: each token's log-probability, with the top_logprobs
+        most likely tokens (OpenAI's chat shape)."""
         rendered = self.chat_template().render(messages, add_generation_prompt=True)
         tokens = fit_prompt(self.tokenizer.tokenize_chat(rendered), self.n_ctx(),
                             max_tokens or 0, truncate)  # fmt: skip
@@ -316,19 +381,26 @@ class Llama:
             frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
             repeat_penalty=repeat_penalty, top_k=top_k, logit_bias=logit_bias, seed=seed,
         )  # fmt: skip
-        pieces = self._complete(tokens, max_tokens, stop, sampling)
+        recorder = LogprobRecorder(self.tokenizer, top_logprobs or 0) if logprobs else None
+        steps = self._complete(tokens, max_tokens, stop, sampling, recorder)
         cid, name = shapes.completion_id("chatcmpl"), model or self.model_path
         if stream:
-            return self._stream_chat(pieces, cid, name)
-        text, n, reason = _collect(pieces)
-        return shapes.chat_completion(cid, name, text, reason, shapes.usage(len(tokens), n))
+            return self._stream_chat(steps, cid, name)
+        text, n, reason = _collect(piece for piece, _ in steps)
+        result = shapes.chat_completion(cid, name, text, reason, shapes.usage(len(tokens), n))
+        if recorder is not None:
+            result["choices"][0]["logprobs"] = chat_logprobs(_returned(recorder.entries, len(text)))
+        return result
 
     @staticmethod
-    def _stream_chat(pieces, cid: str, name: str) -> Iterator[dict]:
+    def _stream_chat(steps, cid: str, name: str) -> Iterator[dict]:
         yield shapes.chat_chunk(cid, name, {"role": "assistant"}, None)
-        for piece in pieces:
-            if piece.text:
-                yield shapes.chat_chunk(cid, name, {"content": piece.text}, None)
+        for piece, entry in steps:
+            if piece.text or entry is not None:
+                chunk = shapes.chat_chunk(cid, name, {"content": piece.text}, None)
+                if entry is not None:
+                    chunk["choices"][0]["logprobs"] = chat_logprobs([entry])
+                yield chunk
             if piece.finish_reason:
                 yield shapes.chat_chunk(cid, name, {}, piece.finish_reason)
 

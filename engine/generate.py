@@ -11,7 +11,7 @@ for piece in generate_text(model, tokenizer, prompt_ids, sampler, max_tokens=64,
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,14 +73,21 @@ def fit_prompt(prompt: list[int], n_ctx: int, reserve: int, truncate: bool) -> l
 
 
 def generate_tokens(
-    model: Model, prompt: Sequence[int], sampler: Sampler, accept_prompt: bool = True
+    model: Model,
+    prompt: Sequence[int],
+    sampler: Sampler,
+    accept_prompt: bool = True,
+    on_logits: Callable[[np.ndarray], None] | None = None,
 ) -> Iterator[int]:
     """Sampled tokens after `prompt`, one at a time, without end (EOG tokens included): the
-    caller decides when to stop. Ends only when the context is full."""
+    caller decides when to stop. Ends only when the context is full. on_logits sees the raw
+    logits (n_vocab,) each token is sampled from, just before it is sampled."""
     logits = prefill(model, prompt)
     if accept_prompt:
         sampler.accept_many(prompt)  # penalties see the prompt too, as llama.cpp's do
     while True:
+        if on_logits is not None:
+            on_logits(logits)
         token = sampler.sample(logits)
         yield token
         if model.n_past >= model.n_ctx:
@@ -107,6 +114,7 @@ def generate_text(
     stop: Sequence[str] | str | None = None,
     stop_at_eog: bool = True,
     special: bool = False,
+    on_logits: Callable[[np.ndarray], None] | None = None,
 ) -> Iterator[Piece]:
     """Generate text after `prompt` until an end-of-generation token ("stop"), a stop
     string ("stop", not included in the text), max_tokens or a full context ("length")."""
@@ -118,7 +126,8 @@ def generate_text(
         return
     detok = tokenizer.stream(special=special)
     stops = StopStrings(stop)
-    for n, token in enumerate(generate_tokens(model, prompt, sampler), start=1):
+    tokens = generate_tokens(model, prompt, sampler, on_logits=on_logits)
+    for n, token in enumerate(tokens, start=1):
         if stop_at_eog and tokenizer.is_eog(token):
             yield Piece(token, stops.push(detok.flush()) + stops.flush(), "stop")
             return

@@ -14,6 +14,12 @@ def smollm2_path():
 
 
 @pytest.fixture(scope="session")
+def smollm2_f16_path():
+    """SmolLM2-135M-Instruct as F16, the default chat model (made from the Q4_1 file)."""
+    return pull("smollm2-135m-instruct-f16")
+
+
+@pytest.fixture(scope="session")
 def gemma3_path():
     """Gemma-3-270M Q4_K_M (arch gemma3, SentencePiece tokenizer, base model)."""
     return pull("gemma3-270m")
