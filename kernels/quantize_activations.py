@@ -101,9 +101,6 @@ def quantize_input_q8_k(x):
     return xq, xd, xs, xsum
 
 
-K_QUANTS = (T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K)
-LEGACY = (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0)
-
 # quantize_input(qtype, x) -> (xq, xd, xs, xsum): x in the format weights of the static
 # type qtype take (one compiled function per format, shared by the types)
 quantize_input = static_dispatch(
