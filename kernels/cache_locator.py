@@ -49,11 +49,7 @@ class KernelCacheLocator(caching._CacheLocator):
     def from_function(cls, py_func, py_file):
         if Path(py_file).resolve().parent != KERNELS_DIR:
             return None  # not a kernel: Numba's own locators handle it
-        user_dir = os.path.join(os.path.expanduser("~"), ".cache", "llamba", "numba")
-        bases = (
-            [config.CACHE_DIR] if config.CACHE_DIR else [str(KERNELS_DIR / "__pycache__"), user_dir]
-        )
-        for base in bases:
+        for base in cache_bases():
             locator = cls(py_func, py_file, base)
             try:
                 locator.ensure_cache_path()
@@ -62,6 +58,21 @@ class KernelCacheLocator(caching._CacheLocator):
             _remove_stale_once(base)
             return locator
         return None
+
+
+def cache_bases() -> list[str]:
+    """Where the kernel cache may live, in order of preference."""
+    if config.CACHE_DIR:
+        return [config.CACHE_DIR]
+    user_dir = os.path.join(os.path.expanduser("~"), ".cache", "llamba", "numba")
+    return [str(KERNELS_DIR / "__pycache__"), user_dir]
+
+
+def is_warm() -> bool:
+    """Whether kernels of this source version have been compiled into a cache already (a
+    first run on a machine, or after an upgrade, compiles them: tens of seconds)."""
+    name = "llamba-kernels-" + kernel_sources_hash()[:16]
+    return any(next((Path(base) / name).glob("*.nbi"), None) for base in cache_bases())
 
 
 def remove_stale(base_dir: str, keep: int = 3) -> None:

@@ -95,3 +95,23 @@ def test_bench_kernels_takes_its_own_options():
     r = llamba_cli("bench", "kernels", "--types", "Q9_9", "--quick")
     assert r.returncode == 2
     assert "unknown types Q9_9" in r.stderr
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_a_cold_kernel_cache_is_announced(smollm2_path, monkeypatch, capsys, warm):
+    """chat and run say why the first run takes a while; later runs say nothing."""
+    from llamba.kernels import cache_locator
+    from llamba.tools import sampling_args
+
+    monkeypatch.setattr(cache_locator, "is_warm", lambda: warm)
+    args = sampling_args_namespace()
+    llm = sampling_args.load_model(args, str(smollm2_path))
+    assert llm.n_ctx() == 64
+    err = capsys.readouterr().err
+    assert ("compiling the kernels" in err) is not warm
+
+
+def sampling_args_namespace():
+    import argparse
+
+    return argparse.Namespace(ctx=64, threads=None, seed=None)

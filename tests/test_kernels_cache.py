@@ -18,7 +18,9 @@ import hashlib
 import numpy as np
 from llamba.engine.catalog import resolve_model
 from llamba.engine.model import Model
+from llamba.kernels.cache_locator import is_warm
 
+print(is_warm())  # anything compiled for this source version yet?
 model = Model(resolve_model("smollm2-135m-instruct"), n_ctx=64, n_threads=2)
 logits = model.eval(np.arange(100, 120, dtype=np.int32), logits="all")  # prefill: parallel paths
 print(hashlib.sha256(logits.tobytes()).hexdigest())
@@ -34,13 +36,16 @@ def run_with_cache(cache_dir) -> str:
         timeout=900,
     )
     assert r.returncode == 0, r.stderr
-    return r.stdout.strip()
+    warm, digest = r.stdout.split()
+    return warm, digest
 
 
 @pytest.mark.slow
 def test_fresh_and_cached_builds_agree(tmp_path, smollm2_path):
-    cold = run_with_cache(tmp_path)  # compiles and writes the cache
-    warm = run_with_cache(tmp_path)  # loads it
+    was_warm, cold = run_with_cache(tmp_path)  # compiles and writes the cache
+    assert was_warm == "False"  # so `llamba chat`/`run` announce the compile
+    was_warm, warm = run_with_cache(tmp_path)  # loads it
+    assert was_warm == "True"
     assert cold == warm
 
 

@@ -32,6 +32,18 @@ def sampling_kwargs(args) -> dict:
 
 
 def load_model(args, model: str | None):
-    from ..engine.api import Llama
+    import sys
 
-    return Llama(model, n_ctx=args.ctx, n_threads=args.threads, seed=args.seed)
+    from ..engine.api import Llama
+    from ..engine.catalog import resolve_model
+    from ..kernels.cache_locator import is_warm
+
+    path = resolve_model(model)  # pulls a missing catalog model first, with its progress
+    if not is_warm():
+        print(
+            "llamba: compiling the kernels for this CPU (first run only; about 20-60 s, "
+            "later runs load them from the cache)",
+            file=sys.stderr,
+            flush=True,
+        )
+    return Llama(path, n_ctx=args.ctx, n_threads=args.threads, seed=args.seed)
