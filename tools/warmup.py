@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import psutil
 
 from ..engine.catalog import resolve_model
 from ..kernels.warmup import warmup
@@ -17,11 +18,17 @@ from ..kernels.warmup_ops import warm_float_ops
 
 def add_arguments(p) -> None:
     p.add_argument("model", nargs="?", help="also run this model once (GGUF file or catalog name)")
-    p.add_argument("--processes", type=int, default=1, help="compile types in N processes")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="compile the weight types in N processes (default: one per physical core)",
+    )
 
 
 def run(args) -> int:
-    seconds = warmup(processes=max(1, args.processes))
+    processes = args.processes or psutil.cpu_count(logical=False) or 1
+    seconds = warmup(processes=max(1, processes))
     print(f"linear kernels: {seconds:.1f} s")
     print(f"float ops: {warm_float_ops():.1f} s")
     if args.model:
