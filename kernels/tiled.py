@@ -127,6 +127,26 @@ def round_input(kind, x):
     return xr
 
 
+FLOAT_TOKEN_BLOCK = 6  # tokens per pass in prefill: 6 accumulators + weights fit 16 ymm
+
+
+@njit(inline="always")
+def float_dot_6(isa, kind, tiles, base, xr, tok, n_in):
+    """Tokens tok .. tok + 5 against N tile rows: each weight vector loaded (and widened)
+    once for six tokens, one accumulator per token."""
+    a0, a1, a2 = zeros_f32(isa), zeros_f32(isa), zeros_f32(isa)
+    a3, a4, a5 = zeros_f32(isa), zeros_f32(isa), zeros_f32(isa)
+    for k in range(n_in):
+        w = load_lanes(isa, kind, tiles, base + k * 16)
+        a0 = fma(w, splat_f32(isa, xr[tok, k]), a0)
+        a1 = fma(w, splat_f32(isa, xr[tok + 1, k]), a1)
+        a2 = fma(w, splat_f32(isa, xr[tok + 2, k]), a2)
+        a3 = fma(w, splat_f32(isa, xr[tok + 3, k]), a3)
+        a4 = fma(w, splat_f32(isa, xr[tok + 4, k]), a4)
+        a5 = fma(w, splat_f32(isa, xr[tok + 5, k]), a5)
+    return a0, a1, a2, a3, a4, a5
+
+
 @njit(cache=True, parallel=True)
 def linear_float(isa, kind, tiles, tail, x, out):
     n_tok, n_in = x.shape
@@ -137,7 +157,17 @@ def linear_float(isa, kind, tiles, tail, x, out):
     for t in prange(n_tiles):
         for lane0 in range(0, 16, step):
             base = t * n_in * 16 + lane0
-            for tok in range(n_tok):
+            tok = 0
+            while tok + FLOAT_TOKEN_BLOCK <= n_tok:  # prefill
+                a0, a1, a2, a3, a4, a5 = float_dot_6(isa, kind, tiles, base, xr, tok, n_in)
+                store_f32(out[tok], t * 16 + lane0, a0)
+                store_f32(out[tok + 1], t * 16 + lane0, a1)
+                store_f32(out[tok + 2], t * 16 + lane0, a2)
+                store_f32(out[tok + 3], t * 16 + lane0, a3)
+                store_f32(out[tok + 4], t * 16 + lane0, a4)
+                store_f32(out[tok + 5], t * 16 + lane0, a5)
+                tok += FLOAT_TOKEN_BLOCK
+            while tok < n_tok:
                 xt = xr[tok]
                 # four independent accumulators hide the FMA latency
                 a0, a1, a2, a3 = zeros_f32(isa), zeros_f32(isa), zeros_f32(isa), zeros_f32(isa)
@@ -153,6 +183,7 @@ def linear_float(isa, kind, tiles, tail, x, out):
                     a0 = fma(load_lanes(isa, kind, tiles, base + k * 16), splat_f32(isa, xt[k]), a0)
                     k += 1
                 store_f32(out[tok], t * 16 + lane0, (a0 + a1) + (a2 + a3))
+                tok += 1
     for r in range(n_tail):
         for tok in range(n_tok):
             out[tok, n_tiles * 16 + r] = dot_float_row(kind, tail[r], xr[tok])
