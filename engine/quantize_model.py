@@ -96,18 +96,23 @@ def quantize_model(
 ) -> list[TensorStep]:
     """Write src quantized to `preset_name` at dst; returns what happened to each tensor."""
     name, ftype, _ = preset(preset_name)
-    src = GGUFFile(src_path)
     if os.path.exists(dst_path) and os.path.samefile(src_path, dst_path):
         raise QuantizeError("the output file must not be the input file")
-    plan = plan_types(
-        {n: (t.shape, t.type) for n, t in src.tensors.items()},
-        name,
-        model_shape(src),
-        pure=pure,
-        output_type=None if output_type is None else GGMLType[output_type.upper()],
-        token_embd_type=None if token_embd_type is None else GGMLType[token_embd_type.upper()],
-        quantize_output=quantize_output,
-    )
+    with GGUFFile(src_path) as src:
+        plan = plan_types(
+            {n: (t.shape, t.type) for n, t in src.tensors.items()},
+            name,
+            model_shape(src),
+            pure=pure,
+            output_type=None if output_type is None else GGMLType[output_type.upper()],
+            token_embd_type=None if token_embd_type is None else GGMLType[token_embd_type.upper()],
+            quantize_output=quantize_output,
+        )
+        _check_plan(src, plan, allow_requantize)
+        return _write(src, dst_path, ftype, plan, on_tensor)
+
+
+def _check_plan(src: GGUFFile, plan: dict[str, GGMLType], allow_requantize: bool) -> None:
     for n, new in plan.items():
         old = src.tensors[n].type
         if new != old and old not in FLOAT_TYPES and not allow_requantize:
@@ -121,6 +126,8 @@ def quantize_model(
         if row % TYPE_INFO[new].block_size:
             raise QuantizeError(f"{n}: rows of {row} do not split into {new.name} blocks")
 
+
+def _write(src: GGUFFile, dst_path, ftype, plan: dict[str, GGMLType], on_tensor) -> list:
     steps = []
     with GGUFWriter(dst_path, version=src.version) as w:
         for field in src.fields.values():

@@ -141,3 +141,21 @@ def test_the_default_chat_model_is_derived_from_its_base(smollm2_path, tmp_path,
     llama_quantize(smollm2_path, theirs, entry.derive["quantize"])
     assert filecmp.cmp(path, theirs, shallow=False)
     assert sorted(os.listdir(tmp_path)) == sorted([smollm2_path.name, path.name, theirs.name])
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    """llama.cpp validates quantized rows; here a NaN weight stops the write before any file
+    appears under the output name."""
+    import numpy as np
+
+    src = tiny_models.write_tiny_model(tmp_path / "tiny.gguf", "llama")
+    with GGUFFile(src) as f:
+        offset = f.tensors["blk.1.ffn_up.weight"].offset
+    with open(src, "r+b") as fh:
+        fh.seek(offset + 4 * 7)
+        fh.write(np.float32("nan").tobytes())
+    out = tmp_path / "out.gguf"
+    r = llamba("quantize", str(src), str(out), "Q8_0", "-q")
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "blk.1.ffn_up.weight holds inf or NaN" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["tiny.gguf"]
