@@ -87,9 +87,10 @@ def tile_blocks(raw: np.ndarray, t: GGMLType) -> Tiles:
     return Tiles(quants.view(np.int32), scales.view(np.int32), halves, tail)
 
 
-@njit(cache=True)
-def tile_rows(raw, n_tiles, n_blocks, block_bytes, table, quants, scales, halves):
-    """The tiled fields (flat outputs) of raw's first 16 * n_tiles rows; see untile_row."""
+@njit(inline="always")
+def field_counts(table):
+    """Words of quants, words of scales and fp16 halves per tile block, from a layout table
+    (column 0 of each entry: 0 quants, 1 scales, 2 halves)."""
     n_qw = n_sw = n_h = 0
     for i in range(table.shape[0]):
         if table[i, 0] == 0:
@@ -98,6 +99,13 @@ def tile_rows(raw, n_tiles, n_blocks, block_bytes, table, quants, scales, halves
             n_sw += 1
         else:
             n_h += 1
+    return n_qw, n_sw, n_h
+
+
+@njit(cache=True)
+def tile_rows(raw, n_tiles, n_blocks, block_bytes, table, quants, scales, halves):
+    """The tiled fields (flat outputs) of raw's first 16 * n_tiles rows; see untile_row."""
+    n_qw, n_sw, n_h = field_counts(table)
     for tile in range(n_tiles):  # serial: memory-bound, and no thread wake-ups per tensor
         for lane in range(16):
             row = raw[tile * 16 + lane]
@@ -153,14 +161,7 @@ def layout_table(t: GGMLType) -> np.ndarray:
 def untile_row(quants, scales, halves, n_blocks, table, row, block_bytes, dst):
     """Rebuild the file blocks of tiled row `row` into dst (row_bytes uint8)."""
     tile, lane = divmod(row, 16)
-    n_qw = n_sw = n_h = 0
-    for i in range(table.shape[0]):
-        if table[i, 0] == 0:
-            n_qw += 1
-        elif table[i, 0] == 1:
-            n_sw += 1
-        else:
-            n_h += 1
+    n_qw, n_sw, n_h = field_counts(table)
     for b in range(n_blocks):
         o = b * block_bytes
         tb = tile * n_blocks + b
