@@ -192,6 +192,22 @@ def store_i32(typingctx, arr, index, value):
     return types.void(arr, types.intp, value), codegen
 
 
+@intrinsic
+def prefetch(typingctx, arr, index):
+    """Hint that arr[index] (a 1-D array) will be read soon: its cache line is fetched
+    ahead; never faults, also past the array's end."""
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_ptr(context, builder, arr, args[0], args[1], ir.IntType(8))
+        i32 = ir.IntType(32)
+        # read, high locality (keep in all cache levels), data cache
+        _call(builder, "llvm.prefetch.p0", ir.VoidType(),
+              [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])  # fmt: skip
+        return context.get_dummy_value()
+
+    return types.void(arr, types.intp), codegen
+
+
 def _splatter(doc, result, scalar):
     @intrinsic
     def splat(typingctx, isa, value):

@@ -4,6 +4,8 @@ Prints, in one run:
 - DRAM read bandwidth with 1 and 2 threads (1 GiB read with vector loads);
 - matvec GB/s of weight bytes per type on 4096x4096, 11008x4096 and the real models'
   shapes, with the fraction of the measured bandwidth (at the benchmark's thread count);
+  each timing cycles through copies of the matrix (256 MiB in all), so the weights come
+  from DRAM and not from the L3 cache, which holds a whole 11008x4096 Q4_0 matrix;
 - matmul with 512 columns in GOP/s next to numpy float32 matmul on the dequantized matrix;
 - the time to compile the whole kernel set cold, and to load it from Numba's cache.
 Weights are random bytes with sane scales: speed does not depend on their values.
@@ -74,6 +76,22 @@ def median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+COLD_BYTES = 256 << 20  # matvec cycles through copies this large: far more than any L3
+
+
+def cold_copies(w: linear.PackedWeight, min_bytes: int = COLD_BYTES) -> list:
+    """w and copies of it, together at least min_bytes: a matvec over each in turn reads its
+    weights from DRAM, as a model's layers do, not from the cache the previous call filled."""
+    copies = [w]
+    while len(copies) * w.nbytes < min_bytes:
+        c = linear.PackedWeight(w.ggml_type, w.n_out, w.n_in)
+        for field in ("quants", "scales", "halves", "tail", "float_tiles", "float_tail", "_table"):
+            v = getattr(w, field)
+            setattr(c, field, None if v is None else v.copy())
+        copies.append(c)
+    return copies
+
+
 def bench_matvec(types, shapes, repeats, rng):
     rows = []
     for name in types:
@@ -84,7 +102,14 @@ def bench_matvec(types, shapes, repeats, rng):
             w = linear.pack_weight(random_weight(t, n_out, n_in, rng), t, n_in)
             x = rng.standard_normal(n_in, np.float32)
             out = np.empty(n_out, np.float32)
-            sec = median_seconds(lambda w=w, x=x, out=out: linear.matvec(w, x, out), repeats)
+            copies = cold_copies(w)
+
+            def each(copies=copies, x=x, out=out):
+                for c in copies:
+                    linear.matvec(c, x, out)
+
+            sec = median_seconds(each, repeats) / len(copies)
+            del copies
             rows.append({"type": name, "shape": what, "n_out": n_out, "n_in": n_in,
                          "bytes": w.nbytes, "seconds": sec, "gb_per_s": w.nbytes / sec / 1e9})  # fmt: skip
             del w
