@@ -22,8 +22,8 @@ unpacking is paid once per block instead of once per token.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
-from numba.extending import overload
+from numba import njit, types
+from numba.extending import intrinsic, overload
 
 from .repack import LAYOUTS
 from .simd import (
@@ -180,6 +180,49 @@ def unpacker(codes, group, block_scales, group_words, n_groups, n_code_groups=0)
     return unpack
 
 
+# ------------------------------------------------------------------ two tokens per pass
+# In prefill each unpacked code vector is loaded once for two tokens: half the code loads,
+# and two independent dependency chains. Same arithmetic per token as the shapes above.
+# 32-weight types only: a k-quant pair (16 lanes = 2 ymm per value) spills its scaled
+# flushes and ran 10-40 % slower than one token at a time.
+
+
+def legacy_pair_shape(offset, has_m, signed, per_flush):
+    @njit(inline="always")
+    def dot(isa, codes_buf, floats_buf, lane0, b, xa, xb, fa, fb):
+        xqa, xda, xsa, xsuma = xa
+        xqb, xdb, xsb, xsumb = xb
+        acc_a, acc_b = zeros_i32(isa), zeros_i32(isa)
+        pa, pb = pzero(isa), pzero(isa)
+        for v in range(4):
+            c0 = load_i32(isa, codes_buf, v * 16 + lane0)
+            c1 = load_i32(isa, codes_buf, (4 + v) * 16 + lane0)
+            if signed:
+                acc_a = dot_s8s8(isa, acc_a, c0, act(isa, xqa, b * 8 + v))
+                acc_b = dot_s8s8(isa, acc_b, c0, act(isa, xqb, b * 8 + v))
+                acc_a = dot_s8s8(isa, acc_a, c1, act(isa, xqa, b * 8 + 4 + v))
+                acc_b = dot_s8s8(isa, acc_b, c1, act(isa, xqb, b * 8 + 4 + v))
+            else:
+                pa = pdot(isa, pa, c0, act(isa, xqa, b * 8 + v))
+                pb = pdot(isa, pb, c0, act(isa, xqb, b * 8 + v))
+                pa = pdot(isa, pa, c1, act(isa, xqa, b * 8 + 4 + v))
+                pb = pdot(isa, pb, c1, act(isa, xqb, b * 8 + 4 + v))
+                if (2 * v + 2) % per_flush == 0:
+                    acc_a, acc_b = pflush(isa, acc_a, pa), pflush(isa, acc_b, pb)
+                    pa, pb = pzero(isa), pzero(isa)
+        if offset:
+            acc_a = acc_a - np.int32(offset * xsuma[b])
+            acc_b = acc_b - np.int32(offset * xsumb[b])
+        d = load_f32(isa, floats_buf, lane0)
+        if has_m:
+            m = load_f32(isa, floats_buf, 16 + lane0)
+            fa = fma(m, splat_f32(isa, xsa[b]), fa)
+            fb = fma(m, splat_f32(isa, xsb[b]), fb)
+        return fma(to_f32(acc_a), d * xda[b], fa), fma(to_f32(acc_b), d * xdb[b], fb)
+
+    return dot
+
+
 @njit(inline="always")
 def no_group(isa, sc, tb, lane0, g):
     z = zeros_i32(isa)
@@ -187,7 +230,9 @@ def no_group(isa, sc, tb, lane0, g):
 
 
 DOTS, DOTS_UNPACKED, UNPACKERS = {}, {}, {}
+DOTS_PAIR = {}
 for _t, (_codes, _scales, _offset, _has_m, _signed, _per_flush) in LEGACY_PARTS.items():
+    DOTS_PAIR[_t] = legacy_pair_shape(_offset, _has_m, _signed, _per_flush)
     DOTS[_t] = legacy_shape(_codes, _scales, _offset, _has_m, _signed, _per_flush,
                             QUANT_WORDS[_t])  # fmt: skip
     DOTS_UNPACKED[_t] = legacy_shape(unpacked_codes_reader(4), unpacked_block_scales, _offset,
@@ -256,3 +301,48 @@ def _tile_dot_unpacked(qtype, isa, codes_buf, groups_buf, floats_buf, lane0, b, 
         return fn(isa, codes_buf, groups_buf, floats_buf, 0, lane0, b, xq, xd, xs, xsum, facc)
 
     return impl
+
+
+def tile_dot_unpacked_pair(qtype, isa, codes_buf, groups_buf, floats_buf, lane0, b, xa, xb, fa,
+                           fb):  # fmt: skip
+    """tile_dot_unpacked for two tokens at once: xa, xb are (xq, xd, xs, xsum) of each, fa, fb
+    their accumulators; returns both."""
+    raise NotImplementedError("only callable from Numba code")
+
+
+@overload(tile_dot_unpacked_pair, inline="always")
+def _tile_dot_unpacked_pair(qtype, isa, codes_buf, groups_buf, floats_buf, lane0, b, xa, xb, fa,
+                            fb):  # fmt: skip
+    if not _known(qtype):
+        return None
+    if qtype.value not in DOTS_PAIR:  # never called (has_pair_shape), but must type
+
+        def impl(qtype, isa, codes_buf, groups_buf, floats_buf, lane0, b, xa, xb, fa, fb):
+            return fa, fb
+
+        return impl
+    fn = DOTS_PAIR[qtype.value]
+    if qtype.value in LEGACY_PARTS:
+
+        def impl(qtype, isa, codes_buf, groups_buf, floats_buf, lane0, b, xa, xb, fa, fb):
+            return fn(isa, codes_buf, floats_buf, lane0, b, xa, xb, fa, fb)
+
+    else:
+
+        def impl(qtype, isa, codes_buf, groups_buf, floats_buf, lane0, b, xa, xb, fa, fb):
+            return fn(isa, codes_buf, groups_buf, floats_buf, lane0, b, xa, xb, fa, fb)
+
+    return impl
+
+
+@intrinsic
+def has_pair_shape(typingctx, qtype):
+    """Whether qtype's unpacked blocks have a two-token shape (a compile-time constant)."""
+    if not isinstance(qtype, StaticType):
+        return None
+    value = qtype.value in DOTS_PAIR
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.boolean, value)
+
+    return types.boolean(qtype), codegen

@@ -26,8 +26,10 @@ from .tile_dots import (
     UNPACKED_CODES,
     UNPACKED_FLOATS,
     UNPACKED_GROUPS,
+    has_pair_shape,
     tile_dot,
     tile_dot_unpacked,
+    tile_dot_unpacked_pair,
     tile_unpack,
 )
 
@@ -68,16 +70,29 @@ def linear_blocks_batch(isa, qtype, n_tiles, quants, scales, halves, x, out):
         groups_buf = np.empty(UNPACKED_GROUPS, np.int32)
         floats_buf = np.empty(UNPACKED_FLOATS, np.float32)
         acc = np.zeros((n_tok, 16), np.float32)  # the tile's outputs, per token
+        pairs = has_pair_shape(qtype)
         for lane0 in range(0, 16, step):
             for b in range(n_blocks):
                 tb = t * n_blocks + b
                 tile_unpack(qtype, isa, quants, scales, halves, tb, lane0, codes_buf, groups_buf,
                             floats_buf)  # fmt: skip
-                for tok in range(n_tok):
+                tok = 0
+                while pairs and tok + 2 <= n_tok:  # two tokens per pass over the unpacked codes
+                    xa = (xq32[tok], xd[tok], xs[tok], xsum[tok])
+                    xb = (xq32[tok + 1], xd[tok + 1], xs[tok + 1], xsum[tok + 1])
+                    fa, fb = tile_dot_unpacked_pair(
+                        qtype, isa, codes_buf, groups_buf, floats_buf, lane0, b, xa, xb,
+                        load_f32(isa, acc[tok], lane0), load_f32(isa, acc[tok + 1], lane0),
+                    )  # fmt: skip
+                    store_f32(acc[tok], lane0, fa)
+                    store_f32(acc[tok + 1], lane0, fb)
+                    tok += 2
+                while tok < n_tok:  # types without a pair shape, and an odd last token
                     facc = load_f32(isa, acc[tok], lane0)
                     facc = tile_dot_unpacked(qtype, isa, codes_buf, groups_buf, floats_buf, lane0,
                                              b, xq32[tok], xd[tok], xs[tok], xsum[tok], facc)  # fmt: skip
                     store_f32(acc[tok], lane0, facc)
+                    tok += 1
         for tok in range(n_tok):
             for r in range(16):  # a loop, not a slice copy: that costs seconds to compile
                 out[tok, t * 16 + r] = acc[tok, r]

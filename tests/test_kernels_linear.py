@@ -79,10 +79,12 @@ def test_matmul_matvec_every_isa(name):
             np.testing.assert_allclose(got, results[ISAS[0]], rtol=1e-5, atol=atol)
 
 
-def test_matmul_many_tokens():
-    """Prefill-sized batches give the same rows as one token at a time."""
-    raw = make_weight("Q4_K", 48, 512)
-    pw = linear.pack_weight(raw, "Q4_K", 512)
+@pytest.mark.parametrize("name", ["Q4_K", "Q4_0", "Q5_1", "Q8_0"])
+def test_matmul_many_tokens(name):
+    """Prefill-sized batches (tokens two at a time for 32-weight types, an odd one last) give
+    the same rows as one token at a time."""
+    raw = make_weight(name, 48, 512)
+    pw = linear.pack_weight(raw, name, 512)
     x = np.random.default_rng(2).standard_normal((67, 512)).astype(np.float32)
     got = run_matmul(pw, x, ISAS[0])
     for t in (0, 33, 66):
