@@ -321,16 +321,10 @@ def _tile_dot_unpacked_pair(qtype, isa, codes_buf, groups_buf, floats_buf, lane0
             return fa, fb
 
         return impl
-    fn = DOTS_PAIR[qtype.value]
-    if qtype.value in LEGACY_PARTS:
+    fn = DOTS_PAIR[qtype.value]  # 32-weight types: no group scales
 
-        def impl(qtype, isa, codes_buf, groups_buf, floats_buf, lane0, b, xa, xb, fa, fb):
-            return fn(isa, codes_buf, floats_buf, lane0, b, xa, xb, fa, fb)
-
-    else:
-
-        def impl(qtype, isa, codes_buf, groups_buf, floats_buf, lane0, b, xa, xb, fa, fb):
-            return fn(isa, codes_buf, groups_buf, floats_buf, lane0, b, xa, xb, fa, fb)
+    def impl(qtype, isa, codes_buf, groups_buf, floats_buf, lane0, b, xa, xb, fa, fb):
+        return fn(isa, codes_buf, floats_buf, lane0, b, xa, xb, fa, fb)
 
     return impl
 

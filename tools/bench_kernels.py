@@ -85,9 +85,9 @@ def cold_copies(w: linear.PackedWeight, min_bytes: int = COLD_BYTES) -> list:
     copies = [w]
     while len(copies) * w.nbytes < min_bytes:
         c = linear.PackedWeight(w.ggml_type, w.n_out, w.n_in)
-        for field in ("quants", "scales", "halves", "tail", "float_tiles", "float_tail", "_table"):
+        for field in linear.PackedWeight.__slots__:
             v = getattr(w, field)
-            setattr(c, field, None if v is None else v.copy())
+            setattr(c, field, v.copy() if isinstance(v, np.ndarray) else v)
         copies.append(c)
     return copies
 
