@@ -24,18 +24,25 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .ggml_sums import V8, dot_f16_gemm, dot_f16_vec
 from .ops_f16 import f16_to_f32, f32_to_f16
 from .ops_math import expf
 from .ops_rope import rotate_head
+from .simd import fma, load_f16, load_f32, splat_f32, store_f32, zeros_f32
 
 SCRATCH_ROWS = numba.config.NUMBA_NUM_THREADS  # one score row per possible worker thread
 PARALLEL_MIN_TOKENS = 4  # fewer tokens: prepare_qkv runs on the calling thread
 PARALLEL_MIN_WORK = 1 << 18  # multiply-adds below which attention runs on one thread
 
 
+MAX_HEAD_DIM = 256
+CLASS_SCRATCH = 32 * MAX_HEAD_DIM  # per thread: the value sums of 32 position classes
+
+
 def score_scratch(n_ctx: int) -> np.ndarray:
-    """Scratch for `attention`: (threads, n_ctx) float32, allocated once per model."""
-    return np.empty((SCRATCH_ROWS, n_ctx), dtype=np.float32)
+    """Scratch for `attention`: (threads, n_ctx + CLASS_SCRATCH) float32, allocated once per
+    model: each thread's scores, then its per-class value sums."""
+    return np.empty((SCRATCH_ROWS, n_ctx + CLASS_SCRATCH), dtype=np.float32)
 
 
 # The prepare path runs without fastmath: with it, LLVM may fuse the rotate-and-scale of Q
@@ -128,9 +135,12 @@ def prepare_qkv(
         q_out, k_cache, v_cache)  # fmt: skip
 
 
-@njit(cache=True, fastmath=True, inline="always")
-def _attend(item, q, k_cache, v_cache, positions, window, scale, softcap, out, s):
-    """One (token, query head): scores into s, softmax, weighted sum of values into out."""
+@njit(cache=True, inline="always")
+def _attend(isa, batched, item, q, k_cache, v_cache, positions, window, scale, softcap, out, s,
+            cls):  # fmt: skip
+    """One (token, query head): scores into s, softmax, weighted sum of values into out.
+    Sums run in llama.cpp's order (ggml_sums): its f16 matmuls sum a batch of tokens as
+    tinyBLAS does and a single token as ggml_vec_dot_f16 does."""
     n, n_head, head_dim = q.shape
     n_kv_head, rows, _ = k_cache.shape
     t = item // n_head
@@ -139,81 +149,130 @@ def _attend(item, q, k_cache, v_cache, positions, window, scale, softcap, out, s
     p = positions[t]
     lo = max(0, p - window + 1) if window > 0 else 0
     qh = q[t, h]  # (head_dim,)
-
-    # scores, four positions at a time (independent sums keep the FMA units busy)
     span = p + 1 - lo
-    j = 0
-    while j + 4 <= span:
-        k0 = k_cache[kv, (lo + j) % rows]  # (head_dim,) each
-        k1 = k_cache[kv, (lo + j + 1) % rows]
-        k2 = k_cache[kv, (lo + j + 2) % rows]
-        k3 = k_cache[kv, (lo + j + 3) % rows]
-        a0 = a1 = a2 = a3 = np.float32(0.0)
-        for d in range(head_dim):
-            qd = qh[d]
-            a0 += f16_to_f32(k0[d]) * qd
-            a1 += f16_to_f32(k1[d]) * qd
-            a2 += f16_to_f32(k2[d]) * qd
-            a3 += f16_to_f32(k3[d]) * qd
-        s[j], s[j + 1], s[j + 2], s[j + 3] = a0, a1, a2, a3
-        j += 4
-    for jj in range(j, span):
-        kr = k_cache[kv, (lo + jj) % rows]
-        a0 = np.float32(0.0)
-        for d in range(head_dim):
-            a0 += f16_to_f32(kr[d]) * qh[d]
-        s[jj] = a0
+
+    # scores: q · k over head_dim, then scaled (and capped)
     peak = -np.inf
     for j in range(span):
-        x = s[j] * scale
+        kr = k_cache[kv, (lo + j) % rows]  # (head_dim,)
+        if batched:
+            x = dot_f16_gemm(isa, qh, kr, head_dim)
+        else:
+            x = dot_f16_vec(isa, qh, kr, head_dim)
+        x = x * scale
         if softcap > 0:
             x = softcap * np.tanh(x / softcap)
         s[j] = x
         peak = max(peak, x)
 
-    # softmax weights, rounded to f16
-    total = 0.0  # float64
+    # softmax weights rounded to f16; ggml sums the exponentials of each 8 cache cells in
+    # float (hsum8), those sums in float64; masked cells add zeros
     for j in range(span):
-        e = expf(s[j] - peak)
-        s[j] = e
-        total += e
+        s[j] = expf(s[j] - peak)
+    total = 0.0
+    first = lo - lo % 8
+    for c0 in range(first, p + 1, 8):
+        e0, e1, e2, e3 = (
+            _cell(s, lo, p, c0),
+            _cell(s, lo, p, c0 + 1),
+            _cell(s, lo, p, c0 + 2),
+            _cell(s, lo, p, c0 + 3),
+        )
+        e4, e5, e6, e7 = (
+            _cell(s, lo, p, c0 + 4),
+            _cell(s, lo, p, c0 + 5),
+            _cell(s, lo, p, c0 + 6),
+            _cell(s, lo, p, c0 + 7),
+        )
+        total += np.float64(((e0 + e4) + (e2 + e6)) + ((e1 + e5) + (e3 + e7)))
     inv_total = np.float32(1.0 / total)
     for j in range(span):
         s[j] = _round_f16(s[j] * inv_total)
 
-    # weighted sum of values, four positions per pass over the output
-    o = out[t, h * head_dim : (h + 1) * head_dim]  # (head_dim,)
-    o[:] = 0.0
-    j = 0
-    while j + 4 <= span:
-        v0 = v_cache[kv, (lo + j) % rows]  # (head_dim,) each
-        v1 = v_cache[kv, (lo + j + 1) % rows]
-        v2 = v_cache[kv, (lo + j + 2) % rows]
-        v3 = v_cache[kv, (lo + j + 3) % rows]
-        w0, w1, w2, w3 = s[j], s[j + 1], s[j + 2], s[j + 3]
-        for d in range(head_dim):
-            o[d] += (w0 * f16_to_f32(v0[d]) + w1 * f16_to_f32(v1[d])) + (
-                w2 * f16_to_f32(v2[d]) + w3 * f16_to_f32(v3[d])
-            )
-        j += 4
-    for jj in range(j, span):
-        vr = v_cache[kv, (lo + jj) % rows]
-        w = s[jj]
-        for d in range(head_dim):
-            o[d] += w * f16_to_f32(vr[d])
+    # weighted sum of values: position j adds to the partial sum of its class (cache cell
+    # j mod 8 for tinyBLAS's lanes, mod 32 for vec_dot_f16's four lane vectors), each one FMA
+    # chain in position order; the classes are then added in ggml's tree
+    n_cls = 8 if batched else 32
+    for i in range(0, n_cls * head_dim, 8):
+        store_f32(cls, i, zeros_f32(isa))
+    for j in range(span):
+        w = s[j]
+        if w == 0.0:  # adds exactly nothing to its chain
+            continue
+        c = (lo + j) % n_cls
+        vr = v_cache[kv, (lo + j) % rows]
+        wv = splat_f32(isa, w)
+        for d in range(0, head_dim, 8):
+            i = c * head_dim + d
+            store_f32(cls, i, fma(load_f16(isa, vr, d), wv, load_f32(isa, cls, i)))
+    o = out[t]
+    for d in range(0, head_dim, 8):
+        if batched:  # tinyBLAS's hsum of its 8 lanes
+            r = _hsum8_classes(isa, cls, head_dim, d, 0, 1, 2, 3, 4, 5, 6, 7)
+        else:  # vec_dot_f16: lane l of its reduced accumulator, then GGML_F32x8_REDUCE's hadds
+            r = _hsum8_hadd_classes(isa, cls, head_dim, d)
+        store_f32(o, h * head_dim + d, r)
 
 
-@njit(cache=True, fastmath=True)
-def _attention_serial(q, k_cache, v_cache, positions, window, scale, softcap, out, scores):
+@njit(inline="always")
+def _cell(s, lo, p, c):
+    """The weight of cache cell c, or 0 outside lo .. p (a masked cell)."""
+    return s[c - lo] if lo <= c <= p else np.float32(0.0)
+
+
+@njit(inline="always")
+def _class(isa, cls, head_dim, d, c):
+    return load_f32(isa, cls, c * head_dim + d)
+
+
+@njit(inline="always")
+def _hsum8_classes(isa, cls, head_dim, d, c0, c1, c2, c3, c4, c5, c6, c7):
+    """hsum8's tree, lane-wise over the sums of classes c0 .. c7 (8 dims from d)."""
+    x0, x4 = _class(isa, cls, head_dim, d, c0), _class(isa, cls, head_dim, d, c4)
+    x2, x6 = _class(isa, cls, head_dim, d, c2), _class(isa, cls, head_dim, d, c6)
+    x1, x5 = _class(isa, cls, head_dim, d, c1), _class(isa, cls, head_dim, d, c5)
+    x3, x7 = _class(isa, cls, head_dim, d, c3), _class(isa, cls, head_dim, d, c7)
+    return ((x0 + x4) + (x2 + x6)) + ((x1 + x5) + (x3 + x7))
+
+
+@njit(inline="always")
+def _vec_lane(isa, cls, head_dim, d, lane_):
+    """Lane `lane_` of vec_dot_f16's four accumulators (a holds class 8a + lane) reduced as
+    (a0 + a2) + (a1 + a3)."""
+    a0 = _class(isa, cls, head_dim, d, lane_)
+    a1 = _class(isa, cls, head_dim, d, 8 + lane_)
+    a2 = _class(isa, cls, head_dim, d, 16 + lane_)
+    a3 = _class(isa, cls, head_dim, d, 24 + lane_)
+    return (a0 + a2) + (a1 + a3)
+
+
+@njit(inline="always")
+def _hsum8_hadd_classes(isa, cls, head_dim, d):
+    x0, x4 = _vec_lane(isa, cls, head_dim, d, 0), _vec_lane(isa, cls, head_dim, d, 4)
+    x1, x5 = _vec_lane(isa, cls, head_dim, d, 1), _vec_lane(isa, cls, head_dim, d, 5)
+    x2, x6 = _vec_lane(isa, cls, head_dim, d, 2), _vec_lane(isa, cls, head_dim, d, 6)
+    x3, x7 = _vec_lane(isa, cls, head_dim, d, 3), _vec_lane(isa, cls, head_dim, d, 7)
+    return ((x0 + x4) + (x1 + x5)) + ((x2 + x6) + (x3 + x7))
+
+
+@njit(cache=True)
+def _attention_serial(isa, batched, q, k_cache, v_cache, positions, window, scale, softcap, out,
+                      scores):  # fmt: skip
+    n_ctx = scores.shape[1] - CLASS_SCRATCH
     for item in range(q.shape[0] * q.shape[1]):
-        _attend(item, q, k_cache, v_cache, positions, window, scale, softcap, out, scores[0])
+        row = scores[0]
+        _attend(isa, batched, item, q, k_cache, v_cache, positions, window, scale, softcap, out,
+                row[:n_ctx], row[n_ctx:])  # fmt: skip
 
 
-@njit(cache=True, fastmath=True, parallel=True)
-def _attention_parallel(q, k_cache, v_cache, positions, window, scale, softcap, out, scores):
+@njit(cache=True, parallel=True)
+def _attention_parallel(isa, batched, q, k_cache, v_cache, positions, window, scale, softcap,
+                        out, scores):  # fmt: skip
+    n_ctx = scores.shape[1] - CLASS_SCRATCH
     for item in prange(q.shape[0] * q.shape[1]):
-        s = scores[numba.get_thread_id()]  # (n_ctx,) this thread's row
-        _attend(item, q, k_cache, v_cache, positions, window, scale, softcap, out, s)
+        row = scores[numba.get_thread_id()]  # this thread's scores and class sums
+        _attend(isa, batched, item, q, k_cache, v_cache, positions, window, scale, softcap, out,
+                row[:n_ctx], row[n_ctx:])  # fmt: skip
 
 
 def attention(q, k_cache, v_cache, positions, window, scale, softcap, out, scores):
@@ -233,4 +292,7 @@ def attention(q, k_cache, v_cache, positions, window, scale, softcap, out, score
         span = min(span, window)
     parallel = n * n_head * span * head_dim >= PARALLEL_MIN_WORK
     run = _attention_parallel if parallel else _attention_serial
-    run(q, k_cache, v_cache, positions, window, scale, softcap, out, scores)
+    if head_dim % 8 or head_dim > MAX_HEAD_DIM:
+        raise ValueError(f"attention needs a head size that is a multiple of 8 up to "
+                         f"{MAX_HEAD_DIM}, got {head_dim}")  # fmt: skip
+    run(V8, n > 1, q, k_cache, v_cache, positions, window, scale, softcap, out, scores)

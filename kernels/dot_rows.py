@@ -13,6 +13,7 @@ from numba import njit
 
 from . import type_ids as T
 from .dequantize import k4_scale_min, q3_k_scale
+from .ops_math import fma32
 from .scalar import bf16_to_f32, f16_to_f32, read_f16, read_u32
 from .static import static_dispatch
 
@@ -82,14 +83,20 @@ def dot_q5_1(w, xq, xd, xs, xsum):
 
 @njit(cache=True)
 def dot_q8_0(w, xq, xd, xs, xsum):
-    acc = f32(0.0)
+    # ggml's float order (as the tiles' q8_0_exact_shape): 8 partial sums of 4 weights per
+    # block, each scaled and accumulated with one rounding, added up as hsum_float_8 does
+    lanes = np.zeros(8, f32)
     for b in range(xd.size):
         o = b * 34
-        isum = i32(0)
-        for j in range(32):
-            isum += i32(np.int8(w[o + 2 + j])) * i32(xq[b * 32 + j])
-        acc += read_f16(w, o) * xd[b] * f32(isum)
-    return acc
+        dd = read_f16(w, o) * xd[b]
+        for k in range(8):
+            isum = i32(0)
+            for j in range(4 * k, 4 * k + 4):
+                isum += i32(np.int8(w[o + 2 + j])) * i32(xq[b * 32 + j])
+            lanes[k] = fma32(f32(isum), dd, lanes[k])
+    return ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + (
+        (lanes[1] + lanes[5]) + (lanes[3] + lanes[7])
+    )
 
 
 @njit(cache=True)

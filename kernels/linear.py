@@ -24,6 +24,7 @@ from .cpu_features import isa_token
 from .dequantize import dequantize_rows
 from .repack import TILE, dequantize_tiled_rows, layout_table, tile_blocks
 from .static import DirectCall, static
+from .tile_dots import SPLIT_SUMS
 from .tiled import (
     FLOAT_BF16,
     FLOAT_F16,
@@ -172,7 +173,8 @@ def matmul(w: PackedWeight, x: np.ndarray, out: np.ndarray, isa: str | None = No
     _check_matmul(w, x, out)
     if w.quants is not None:
         token = isa_token(isa)
-        kernel = _linear_blocks if x.shape[0] < BATCH_FROM else _linear_blocks_batch
+        one_at_a_time = x.shape[0] < BATCH_FROM or int(w.ggml_type) in SPLIT_SUMS
+        kernel = _linear_blocks if one_at_a_time else _linear_blocks_batch
         kernel((token, w.qtype_token), token, w.qtype_token, w.n_tiles, w.quants, w.scales,
                w.halves, x, out)  # fmt: skip
         if w.tail.shape[0]:

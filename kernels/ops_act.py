@@ -23,11 +23,12 @@ def _round_f16(x):
     return f16_to_f32(f32_to_f16(x))
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def swiglu(gate, up, out):
     """out = silu(gate) * up, silu(g) = g / (1 + exp(-g)). All (n, n_ff) float32.
 
-    exp is ggml's expf, so SiLU rounds as llama.cpp's vectorized one does.
+    exp is ggml's expf, so SiLU rounds as llama.cpp's vectorized one does (bit for bit;
+    without fast-math, which may turn the division into a reciprocal and a multiply).
     """
     for i in range(gate.shape[0]):
         for j in range(gate.shape[1]):

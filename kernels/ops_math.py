@@ -15,6 +15,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .cpu_features import host_features
+
 f32 = np.float32
 
 
@@ -76,11 +78,35 @@ C2 = f32(float.fromhex("0x1.573e2ep-5"))
 C3 = f32(float.fromhex("0x1.555e66p-3"))
 C4 = f32(float.fromhex("0x1.fffdb6p-2"))
 C5 = f32(float.fromhex("0x1.ffffecp-1"))
+ONE_BITS = 0x3F800000
+NEG_BIAS = 0x82000000
 
 
 @njit(cache=True)
-def expf(x):
-    """exp(x) for a float32 x, as ggml_v_expf computes it (AVX-512 variant)."""
+def expf_avx2(x):
+    """exp(x) for a float32 x, as ggml_v_expf computes it on AVX2 (and NEON): the polynomial
+    without its constant term, then j * 2**n + 2**n in one FMA."""
+    z = fma32(x, INV_LN2, SHIFTER)
+    n = z - SHIFTER  # round(x / ln 2)
+    b = fma32(-n, LN2_LO, fma32(-n, LN2_HI, x))  # x - n ln 2
+    u = b * b
+    j = fma32(fma32(fma32(C1, b, C2), u, fma32(C3, b, C4)), u, C5 * b)  # exp(b) - 1
+    e = np.int64(_bits(z)) << 23  # n in the exponent field (the shifter's low bits hold n)
+    if abs(n) <= f32(126.0):
+        k = _from_bits(np.int32(e + ONE_BITS))  # 2**n
+        return fma32(j, k, k)
+    # large |n|: 2**n as two factors s2 * s1, so that the result may under- or overflow once
+    g = np.int64(NEG_BIAS) if n <= f32(0.0) else np.int64(0)
+    s1 = _from_bits(np.int32((g + 0x7F000000) & 0xFFFFFFFF))
+    if abs(n) > f32(192.0):
+        return s1 * s1
+    s2 = _from_bits(np.int32((e - g) & 0xFFFFFFFF))
+    return fma32(s2, j, s2) * s1
+
+
+@njit(cache=True)
+def expf_avx512(x):
+    """exp(x) for a float32 x, as ggml_v_expf computes it on AVX-512."""
     z = fma32(x, INV_LN2, SHIFTER)
     n = z - SHIFTER  # round(x / ln 2)
     b = fma32(-n, LN2_LO, fma32(-n, LN2_HI, x))  # x - n ln 2
@@ -100,3 +126,7 @@ def expf(x):
         return _from_bits(jb + (k << 23))
     half = np.int32(k // 2)  # subnormal result: two steps, the last one rounds
     return (j * _pow2i(half)) * _pow2i(np.int32(k - half))
+
+
+# the variant llama.cpp runs on this machine: its AVX-512 build where the CPU has AVX-512
+expf = expf_avx512 if "avx512f" in host_features() else expf_avx2

@@ -437,3 +437,17 @@ def clamp_i32(typingctx, v, lo, hi):
         return _call(builder, f"llvm.smin.v{n}i32", v.llvm(), [up, hi_v])
 
     return v(v, lo, hi), codegen
+
+
+@intrinsic
+def lane(typingctx, v, i):
+    """Lane i of a vector, as a scalar (float32 or int32)."""
+    if not isinstance(v, VecType) or not isinstance(i, types.Integer):
+        return None
+    scalar = types.float32 if v.kind == "f" else types.int32
+
+    def codegen(context, builder, signature, args):
+        index = context.cast(builder, args[1], signature.args[1], types.int32)
+        return builder.extract_element(args[0], index)
+
+    return scalar(v, i), codegen

@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from . import type_ids as T
 from .repack import LAYOUTS
 from .simd import (
     fma,
@@ -37,11 +38,12 @@ from .simd import (
     store_f32,
     store_i32,
     to_f32,
+    zeros_f32,
     zeros_i32,
 )
 from .simd_dot import dot_s8s8, pdot, pflush, pflush_scaled
 from .static import StaticType
-from .tile_codes import KQUANT_PARTS, LEGACY_PARTS
+from .tile_codes import KQUANT_PARTS, LEGACY_PARTS, codes_q8_0, scales_d
 
 # sizes of the unpacked buffers, per tile block (16 rows): codes, int32 group scales and
 # mins, float block scales
@@ -97,6 +99,39 @@ def legacy_shape(codes, block_scales, offset, has_m, signed, per_flush, quant_wo
         if has_m:
             facc = fma(m, splat_f32(isa, xs[b]), facc)
         return fma(to_f32(acc), d * xd[b], facc)
+
+    return dot
+
+
+def q8_0_exact_shape(codes, block_scales, quant_words):
+    """The dot of a Q8_0 block in ggml's float order, for llama.cpp's tokens on Q8_0 files:
+    each of a row's 8 partial sums (ggml's 8 lanes, weights 4k .. 4k + 3 of every block) is
+    scaled and accumulated on its own, and acc_total adds them up as hsum_float_8 does. One
+    sum per row, as the other shapes keep, rounds differently in the last bit; 8-bit
+    activations downstream turn that into logit differences of up to 1."""
+
+    @njit(inline="always")
+    def part(isa, qs, tb, lane0, k, xq, b, dd, f):  # word k: ggml's lane k
+        s = dot_s8s8(isa, zeros_i32(isa), codes(isa, qs, tb, lane0, k // 4, k % 4),
+                     act(isa, xq, b * 8 + k))  # fmt: skip
+        return fma(to_f32(s), dd, f)
+
+    @njit(inline="always")
+    def dot(isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc):
+        prefetch_lines(qs, tb, quant_words, 0, quant_words)
+        d, _ = block_scales(isa, dh, tb, lane0)
+        dd = d * xd[b]
+        f0, f1, f2, f3, f4, f5, f6, f7 = facc
+        return (
+            part(isa, qs, tb, lane0, 0, xq, b, dd, f0),
+            part(isa, qs, tb, lane0, 1, xq, b, dd, f1),
+            part(isa, qs, tb, lane0, 2, xq, b, dd, f2),
+            part(isa, qs, tb, lane0, 3, xq, b, dd, f3),
+            part(isa, qs, tb, lane0, 4, xq, b, dd, f4),
+            part(isa, qs, tb, lane0, 5, xq, b, dd, f5),
+            part(isa, qs, tb, lane0, 6, xq, b, dd, f6),
+            part(isa, qs, tb, lane0, 7, xq, b, dd, f7),
+        )
 
     return dot
 
@@ -231,7 +266,14 @@ def no_group(isa, sc, tb, lane0, g):
 
 DOTS, DOTS_UNPACKED, UNPACKERS = {}, {}, {}
 DOTS_PAIR = {}
+# types whose rows keep 8 partial sums (ggml's lanes) instead of one: a tuple of 8 vectors
+# from acc_zero to acc_total. They have no unpacked (prefill) shapes, whose accumulators
+# live in memory one vector per token: matmul runs them one token at a time.
+SPLIT_SUMS = {T.Q8_0}
+DOTS[T.Q8_0] = q8_0_exact_shape(codes_q8_0, scales_d, QUANT_WORDS[T.Q8_0])
 for _t, (_codes, _scales, _offset, _has_m, _signed, _per_flush) in LEGACY_PARTS.items():
+    if _t in SPLIT_SUMS:
+        continue
     DOTS_PAIR[_t] = legacy_pair_shape(_offset, _has_m, _signed, _per_flush)
     DOTS[_t] = legacy_shape(_codes, _scales, _offset, _has_m, _signed, _per_flush,
                             QUANT_WORDS[_t])  # fmt: skip
@@ -250,6 +292,16 @@ for _t, (_codes, _group, _scales, _words, _per_flush) in KQUANT_PARTS.items():
 
 
 def tile_dot(qtype, isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc):
+    raise NotImplementedError("only callable from Numba code")
+
+
+def acc_zero(qtype, isa):
+    """A row vector's zero accumulator for tile_dot: F32xN, or 8 of them (SPLIT_SUMS)."""
+    raise NotImplementedError("only callable from Numba code")
+
+
+def acc_total(qtype, isa, facc):
+    """The F32xN row results of a tile_dot accumulator."""
     raise NotImplementedError("only callable from Numba code")
 
 
@@ -286,6 +338,42 @@ def _tile_unpack(qtype, isa, qs, sc, dh, tb, lane0, codes_buf, groups_buf, float
 
     def impl(qtype, isa, qs, sc, dh, tb, lane0, codes_buf, groups_buf, floats_buf):
         fn(isa, qs, sc, dh, tb, lane0, codes_buf, groups_buf, floats_buf)
+
+    return impl
+
+
+@overload(acc_zero, inline="always")
+def _acc_zero(qtype, isa):
+    if not _known(qtype):
+        return None
+    if qtype.value in SPLIT_SUMS:
+
+        def impl(qtype, isa):
+            z = zeros_f32(isa)
+            return z, z, z, z, z, z, z, z
+
+        return impl
+
+    def impl(qtype, isa):
+        return zeros_f32(isa)
+
+    return impl
+
+
+@overload(acc_total, inline="always")
+def _acc_total(qtype, isa, facc):
+    if not _known(qtype):
+        return None
+    if qtype.value in SPLIT_SUMS:
+
+        def impl(qtype, isa, facc):  # hsum_float_8's pairing of the 8 lanes
+            f0, f1, f2, f3, f4, f5, f6, f7 = facc
+            return ((f0 + f4) + (f2 + f6)) + ((f1 + f5) + (f3 + f7))
+
+        return impl
+
+    def impl(qtype, isa, facc):
+        return facc
 
     return impl
 

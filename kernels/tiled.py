@@ -26,6 +26,8 @@ from .tile_dots import (
     UNPACKED_CODES,
     UNPACKED_FLOATS,
     UNPACKED_GROUPS,
+    acc_total,
+    acc_zero,
     has_pair_shape,
     tile_dot,
     tile_dot_unpacked,
@@ -48,12 +50,12 @@ def linear_blocks(isa, qtype, n_tiles, quants, scales, halves, x, out):
         for lane0 in range(0, 16, step):
             for tok in range(n_tok):
                 x_q, x_d, x_s, x_sum = xq32[tok], xd[tok], xs[tok], xsum[tok]
-                facc = zeros_f32(isa)
+                facc = acc_zero(qtype, isa)
                 for b in range(n_blocks):
                     tb = t * n_blocks + b
                     facc = tile_dot(qtype, isa, quants, scales, halves, tb, lane0, b, x_q, x_d,
                                     x_s, x_sum, facc)  # fmt: skip
-                store_f32(out[tok], t * 16 + lane0, facc)
+                store_f32(out[tok], t * 16 + lane0, acc_total(qtype, isa, facc))
 
 
 @njit(cache=True, parallel=True)

@@ -14,6 +14,7 @@ from .attention import (
     _prepare_serial,
     score_scratch,
 )
+from .ggml_sums import V8
 from .ops_act import geglu, swiglu
 from .ops_norm import add_rmsnorm, postnorm_add_rmsnorm, rmsnorm
 from .ops_rope import rope_tables
@@ -54,5 +55,5 @@ def warm_float_ops() -> float:
             prepare(q, k, v, positions, cos, sin, neox, norm, norm, use_qk_norm, eps, f32(1.0),
                     q_out, k_cache, v_cache)  # fmt: skip
     for attend in (_attention_serial, _attention_parallel):
-        attend(q_out, k_cache, v_cache, positions, 0, f32(0.25), f32(0.0), out, scores)
+        attend(V8, True, q_out, k_cache, v_cache, positions, 0, f32(0.25), f32(0.0), out, scores)
     return time.perf_counter() - t0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+
 import numpy as np
 import pytest
 
@@ -14,6 +17,8 @@ from llamba.kernels.attention import (
     prepare_qkv,
     score_scratch,
 )
+from llamba.kernels.cpu_features import host_features
+from llamba.kernels.ggml_sums import V8
 from llamba.kernels.ops_act import geglu, softcap, softmax_rows, swiglu
 from llamba.kernels.ops_f16 import f16_to_f32, f32_to_f16, from_f16_bits, to_f16_bits
 from llamba.kernels.ops_norm import add_rmsnorm, postnorm_add_rmsnorm, rmsnorm
@@ -100,12 +105,66 @@ def test_rmsnorm_variants(dim):
 @pytest.mark.parametrize("neox", [False, True])
 @pytest.mark.parametrize("head_dim,n_rot", [(64, 64), (256, 256), (96, 64)])
 def test_rope(neox, head_dim, n_rot):
-    positions = np.array([0, 1, 7, 300, 4095], dtype=np.int32)
+    """The rotation is the textbook one; ggml's float32 angles drift from exact ones by about
+    1e-6 relative, so positions stay small here (test_rope_is_ggmls checks large ones)."""
+    positions = np.array([0, 1, 7, 33], dtype=np.int32)
     x = randn(len(positions), 3, head_dim)
-    cos, sin = rope_tables(4096, n_rot, 10000.0)
+    cos, sin = rope_tables(64, n_rot, 10000.0)
     got = x.copy()
     rope(got, positions, cos, sin, neox)
     np.testing.assert_allclose(got, ref_rope(x, positions, n_rot, 10000.0, neox), atol=2e-5)
+
+
+def libm_f32(name):
+    lib = ctypes.CDLL(ctypes.util.find_library("m"))
+    fn = getattr(lib, name)
+    fn.restype, fn.argtypes = ctypes.c_float, [ctypes.c_float] * (2 if name == "powf" else 1)
+    return fn
+
+
+def ref_ggml_rope_tables(n_pos, n_rot, base, freq_scale, factors):
+    """ggml_rope_cache_init in numpy float32 with the C library's powf, cosf and sinf."""
+    cosf, sinf = libm_f32("cosf"), libm_f32("sinf")
+    theta_scale = np.float32(libm_f32("powf")(base, np.float32(-2.0) / np.float32(n_rot)))
+    cos, sin = np.empty((n_pos, n_rot // 2), np.float32), np.empty((n_pos, n_rot // 2), np.float32)
+    for p in range(n_pos):
+        theta = np.float32(p)
+        for i in range(n_rot // 2):
+            angle = np.float32(freq_scale) * (theta / np.float32(factors[i]))
+            cos[p, i], sin[p, i] = cosf(angle), sinf(angle)
+            theta = theta * theta_scale
+    return cos, sin
+
+
+def fma_f32(a, b, c):
+    """a * b + c rounded once to float32 (the product is exact in long double)."""
+    return (np.longdouble(a) * np.longdouble(b) + np.longdouble(c)).astype(np.float32)
+
+
+@pytest.mark.parametrize("neox", [False, True])
+def test_rope_is_ggmls(neox):
+    """Tables and rotation round exactly as llama.cpp's rope: float32 angles by a running
+    product, the C library's cosf/sinf, and x0*cos - x1*sin, x0*sin + x1*cos each contracted
+    into one FMA over the other product (as GCC builds ggml)."""
+    n_pos, n_rot = 4096, 64
+    factors = np.float32(1.0 + RNG.random(n_rot // 2))
+    cos, sin = rope_tables(n_pos, n_rot, 500000.0, 0.5, factors)
+    want_cos, want_sin = ref_ggml_rope_tables(n_pos, n_rot, 500000.0, 0.5, factors)
+    np.testing.assert_array_equal(cos, want_cos)
+    np.testing.assert_array_equal(sin, want_sin)
+    positions = np.array([0, 3, 300, 4095], dtype=np.int32)
+    x = randn(len(positions), 2, n_rot)
+    got = x.copy()
+    rope(got, positions, cos, sin, neox)
+    c, s = cos[positions][:, None, :], sin[positions][:, None, :]
+    i0, i1 = (
+        (slice(0, n_rot // 2), slice(n_rot // 2, n_rot))
+        if neox
+        else (slice(0, n_rot, 2), slice(1, n_rot, 2))
+    )
+    a, b = x[..., i0], x[..., i1]
+    np.testing.assert_array_equal(got[..., i0], fma_f32(a, c, -(b * s)))
+    np.testing.assert_array_equal(got[..., i1], fma_f32(a, s, b * c))
 
 
 def test_rope_tables_scaling():
@@ -229,14 +288,100 @@ def test_prepare_and_attention(n_head, n_kv_head, head_dim, window, cap, qk_norm
     # the multi-threaded paths compute exactly what the single-threaded ones do
     scratch = score_scratch(n_ctx)
     both = [np.empty_like(out), np.empty_like(out)]
-    for run, dst in zip((_attention_serial, _attention_parallel), both, strict=True):
-        run(q_out, k_cache, v_cache, positions, window, scale, cap, dst, scratch)
-    np.testing.assert_array_equal(both[0], both[1])
+    for batched in (False, True):
+        for run, dst in zip((_attention_serial, _attention_parallel), both, strict=True):
+            run(V8, batched, q_out, k_cache, v_cache, positions, window, scale, cap, dst, scratch)
+        np.testing.assert_array_equal(both[0], both[1])
     caches = [(np.zeros_like(k_cache), np.zeros_like(v_cache)) for _ in range(2)]
     for run, (kc, vc) in zip((_prepare_serial, _prepare_parallel), caches, strict=True):
         run(q, k, v, positions, *args, q_out, kc, vc)
     np.testing.assert_array_equal(caches[0][0], caches[1][0])
     np.testing.assert_array_equal(caches[0][1], caches[1][1])
+
+
+def hsum8(v):
+    """ggml's hsum_float_8 (and tinyBLAS's hsum) over the last axis of 8."""
+    return ((v[..., 0] + v[..., 4]) + (v[..., 2] + v[..., 6])) + (
+        (v[..., 1] + v[..., 5]) + (v[..., 3] + v[..., 7])
+    )
+
+
+def hsum8_hadd(v):
+    """GGML_F32x8_REDUCE's last steps: two _mm_hadd_ps after adding the halves."""
+    return ((v[..., 0] + v[..., 4]) + (v[..., 1] + v[..., 5])) + (
+        (v[..., 2] + v[..., 6]) + (v[..., 3] + v[..., 7])
+    )
+
+
+def ref_ggml_attention(q, keys, values, scale, batched):
+    """One query row against cache cells 0 .. len(keys) - 1 as llama.cpp's CPU graph sums
+    it: f16 matmuls by tinyBLAS (a batch of tokens: one 8-lane FMA chain) or by
+    ggml_vec_dot_f16 (one token: four chains 32 apart), ggml_vec_soft_max_f32's sums of 8.
+    q, keys, values: float32 holding f16 values; keys/values (cells, head_dim)."""
+    f32 = np.float32
+    n_cells, hd = keys.shape
+
+    def dot(a, b):  # a (hd,), b (..., hd) -> (...)
+        if batched:
+            acc = np.zeros(b.shape[:-1] + (8,), f32)
+            for i in range(0, hd, 8):
+                acc = fma_f32(a[i : i + 8], b[..., i : i + 8], acc)
+            return hsum8(acc)
+        acc = np.zeros((4,) + b.shape[:-1] + (8,), f32)
+        for i in range(0, hd, 32):
+            for r in range(4):
+                acc[r] = fma_f32(
+                    a[i + 8 * r : i + 8 * r + 8], b[..., i + 8 * r : i + 8 * r + 8], acc[r]
+                )
+        return hsum8_hadd((acc[0] + acc[2]) + (acc[1] + acc[3]))
+
+    x = dot(q, keys) * scale
+    e = ref_ggml_expf(x - x.max(), "avx512" if "avx512f" in host_features() else "avx2")
+    padded = np.zeros(-(-n_cells // 8) * 8, f32)
+    padded[:n_cells] = e
+    total = sum(np.float64(b) for b in hsum8(padded.reshape(-1, 8)))
+    w = (e * f32(1.0 / total)).astype(np.float16).astype(f32)
+    n_cls = 8 if batched else 32
+    cls = np.zeros((n_cls, hd), f32)
+    for j in range(n_cells):
+        cls[j % n_cls] = fma_f32(values[j], w[j], cls[j % n_cls])
+    if batched:
+        return hsum8(cls.T)
+    lanes = (cls[0:8] + cls[16:24]) + (cls[8:16] + cls[24:32])  # (8, hd)
+    return hsum8_hadd(lanes.T)
+
+
+def test_attention_sums_as_llama_cpp_does():
+    """Bit for bit against ggml's summation orders: a batch of 3 tokens (tinyBLAS) and a
+    single token (vec_dot_f16), at positions past 32 so that every class of cells is used."""
+    n_head, n_kv_head, hd, n_ctx = 2, 1, 64, 64
+    k_cache = np.zeros((n_kv_head, n_ctx, hd), np.uint16)
+    v_cache = np.zeros_like(k_cache)
+    cos, sin = rope_tables(n_ctx, hd, 10000.0)
+    scale = np.float32(hd**-0.5)
+    scratch = score_scratch(n_ctx)
+    one, zero = np.float32(1.0), np.float32(0.0)
+    norm = np.ones(hd, np.float32)
+    for start, n in ((0, 38), (38, 3), (41, 1)):
+        positions = np.arange(start, start + n, dtype=np.int32)
+        q, k, v = (
+            randn(n, n_head * hd, scale=3.0),
+            randn(n, n_kv_head * hd),
+            randn(n, n_kv_head * hd),
+        )
+        q_out = np.empty((n, n_head, hd), np.float32)
+        prepare_qkv(q, k, v, positions, cos, sin, False, norm, norm, False, 1e-6, one, q_out,
+                    k_cache, v_cache)  # fmt: skip
+        out = np.empty((n, n_head * hd), np.float32)
+        attention(q_out, k_cache, v_cache, positions, 0, scale, zero, out, scratch)
+        if start == 0:
+            continue
+        keys, values = from_f16_bits(k_cache[0]), from_f16_bits(v_cache[0])
+        for t in range(n):
+            p = positions[t]
+            for h in range(n_head):
+                want = ref_ggml_attention(q_out[t, h], keys[: p + 1], values[: p + 1], scale, n > 1)
+                np.testing.assert_array_equal(out[t, h * hd : (h + 1) * hd], want)
 
 
 def test_sliding_window_ring_cache_matches_a_full_cache():
@@ -268,9 +413,10 @@ def test_sliding_window_ring_cache_matches_a_full_cache():
         np.testing.assert_array_equal(outs[0], outs[1])
 
 
-def ref_ggml_expf(x):
-    """ggml's vectorized expf written out in numpy; each FMA is exact in float64 then
-    rounded to float32 (the product of two float32 values fits a float64 exactly)."""
+def ref_ggml_expf(x, variant):
+    """ggml's vectorized expf written out in numpy, its AVX-512 or its AVX2 variant; each
+    FMA is exact in float64 then rounded to float32 (the product of two float32 values fits a
+    float64 exactly, and so do these sums)."""
 
     def h(s):
         return np.float32(float.fromhex(s))
@@ -285,15 +431,32 @@ def ref_ggml_expf(x):
     u = (b * b).astype(np.float32)
     poly = fma(fma(h("0x1.0e4020p-7"), b, h("0x1.573e2ep-5")), u,
                fma(h("0x1.555e66p-3"), b, h("0x1.fffdb6p-2")))  # fmt: skip
-    j = fma(poly, u, fma(h("0x1.ffffecp-1"), b, np.float32(1.0)))
     with np.errstate(over="ignore"):
-        return np.ldexp(j.astype(np.float64), n.astype(np.int64)).astype(np.float32)
+        if variant == "avx512":  # (1 + poly) scaled by 2**n
+            j = fma(poly, u, fma(h("0x1.ffffecp-1"), b, np.float32(1.0)))
+            return np.ldexp(j.astype(np.float64), n.astype(np.int64)).astype(np.float32)
+        # avx2: poly * 2**n + 2**n in one rounding; 2**n in two factors when |n| > 126
+        j = fma(poly, u, (h("0x1.ffffecp-1") * b).astype(np.float32))
+        n64 = n.astype(np.int64)
+        small = np.abs(n64) <= 126
+        k = np.ldexp(1.0, np.where(small, n64, 0))
+        out = np.where(small, j.astype(np.float64) * k + k, 0.0).astype(np.float32)
+        s1_exp = np.where(n64 <= 0, -125, 127)  # the two factors of 2**n: 2**s1_exp * s2
+        s2 = np.ldexp(1.0, n64 - s1_exp)
+        big = (j.astype(np.float64) * s2 + s2).astype(np.float32).astype(np.float64)
+        big = (big * np.ldexp(1.0, s1_exp)).astype(np.float32)
+        huge = np.where(n64 <= 0, 0.0, np.inf).astype(np.float32)
+        out = np.where(small, out, np.where(np.abs(n64) > 192, huge, big))
+        return out
 
 
-def test_expf_is_ggmls_and_accurate():
+@pytest.mark.parametrize("variant", ["avx2", "avx512"])
+def test_expf_is_ggmls_and_accurate(variant):
     from numba import njit
 
-    from llamba.kernels.ops_math import expf
+    from llamba.kernels import ops_math
+
+    expf = ops_math.expf_avx2 if variant == "avx2" else ops_math.expf_avx512
 
     def run_all(x, out):
         for i in range(x.shape[0]):
@@ -302,17 +465,25 @@ def test_expf_is_ggmls_and_accurate():
     run = njit(run_all)
     run_fast = njit(fastmath=True)(run_all)  # as the kernels call it: from fast-math loops
     x = RNG.uniform(-100.0, 88.0, 200_000).astype(np.float32)
-    x = np.concatenate([x, np.float32([0.0, -0.0, 1.0, -87.5, 88.7, -150.0, 200.0])])
+    x = np.concatenate([x, np.float32([0.0, -0.0, 1.0, -87.5, 88.7, -95.0, -103.0, -150.0, 200.0])])
     got, got_fast = np.empty_like(x), np.empty_like(x)
     run(x, got)
     run_fast(x, got_fast)
-    np.testing.assert_array_equal(got.view(np.uint32), ref_ggml_expf(x).view(np.uint32))
+    np.testing.assert_array_equal(got.view(np.uint32), ref_ggml_expf(x, variant).view(np.uint32))
     np.testing.assert_array_equal(got_fast.view(np.uint32), got.view(np.uint32))
     normal = (x > -87) & (x < 88)
     exact = np.exp(x[normal].astype(np.float64))
     ulps = np.abs(got[normal] - exact) / np.spacing(exact.astype(np.float32))
     assert ulps.max() < 2.5  # ggml's bound: 1.45 ulp + 0.5 for rounding (measured 2.2)
     assert got[-2] == 0.0 and got[-1] == np.inf
+
+
+def test_expf_is_the_variant_llama_cpp_runs_here():
+    from llamba.kernels import ops_math
+    from llamba.kernels.cpu_features import host_features
+
+    want = ops_math.expf_avx512 if "avx512f" in host_features() else ops_math.expf_avx2
+    assert ops_math.expf is want
 
 
 def test_warm_float_ops_compiles_every_float_kernel():

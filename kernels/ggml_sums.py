@@ -1,0 +1,61 @@
+"""ggml's float summation orders on x86 (AVX2), for results identical to llama.cpp's.
+
+A float sum's last bit depends on the order of its additions, and with 8-bit activations
+downstream one flipped bit can move a logit by 1; so where llama.cpp's result is the
+reference, its order is followed. All vectors here are 8 lanes (ggml's __m256):
+    hsum8(v)        hsum_float_8 / tinyBLAS hsum: ((v0+v4) + (v2+v6)) + ((v1+v5) + (v3+v7))
+    hsum8_hadd(v)   the two _mm_hadd_ps of GGML_F32x8_REDUCE: ((v0+v4) + (v1+v5)) + ((v2+v6)
+                    + (v3+v7))
+    dot_f16_gemm    a row pair of tinyBLAS's f16 matmul (prompt batches): one 8-lane FMA chain
+    dot_f16_vec     ggml_vec_dot_f16 (single tokens): four 8-lane chains 32 apart, reduced
+                    pairwise, the n % 32 tail added in float64
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .ops_f16 import f16_to_f32
+from .simd import PORTABLE, fma, isa_variant, lane, load_f16, load_f32, zeros_f32
+
+V8 = isa_variant(PORTABLE, 8)  # plain 8-lane LLVM vectors: one ymm on AVX2
+
+
+@njit(inline="always")
+def hsum8(v):
+    return ((lane(v, 0) + lane(v, 4)) + (lane(v, 2) + lane(v, 6))) + (
+        (lane(v, 1) + lane(v, 5)) + (lane(v, 3) + lane(v, 7))
+    )
+
+
+@njit(inline="always")
+def hsum8_hadd(v):
+    return ((lane(v, 0) + lane(v, 4)) + (lane(v, 1) + lane(v, 5))) + (
+        (lane(v, 2) + lane(v, 6)) + (lane(v, 3) + lane(v, 7))
+    )
+
+
+@njit(inline="always")
+def dot_f16_gemm(isa, x, h, n):
+    """x (float32, f16 values) · h (f16 bits), n a multiple of 8, as tinyBLAS sums it."""
+    acc = zeros_f32(isa)
+    for i in range(0, n, 8):
+        acc = fma(load_f32(isa, x, i), load_f16(isa, h, i), acc)
+    return hsum8(acc)
+
+
+@njit(inline="always")
+def dot_f16_vec(isa, x, h, n):
+    """x (float32, f16 values) · h (f16 bits), as ggml_vec_dot_f16 sums it."""
+    a0, a1, a2, a3 = zeros_f32(isa), zeros_f32(isa), zeros_f32(isa), zeros_f32(isa)
+    n32 = n - n % 32
+    for i in range(0, n32, 32):
+        a0 = fma(load_f32(isa, x, i), load_f16(isa, h, i), a0)
+        a1 = fma(load_f32(isa, x, i + 8), load_f16(isa, h, i + 8), a1)
+        a2 = fma(load_f32(isa, x, i + 16), load_f16(isa, h, i + 16), a2)
+        a3 = fma(load_f32(isa, x, i + 24), load_f16(isa, h, i + 24), a3)
+    total = np.float64(hsum8_hadd((a0 + a2) + (a1 + a3)))
+    for i in range(n32, n):
+        total += np.float64(x[i] * f16_to_f32(h[i]))
+    return np.float32(total)
