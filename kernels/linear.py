@@ -22,7 +22,9 @@ import numpy as np
 from ..formats.ggml_types import TYPE_INFO, GGMLType, ggml_type, row_nbytes
 from .cpu_features import isa_token
 from .dequantize import dequantize_rows
+from .ggml_sums import V8
 from .repack import TILE, dequantize_tiled_rows, layout_table, tile_blocks
+from .rows_f16 import linear_f16
 from .static import DirectCall, static
 from .tile_dots import SPLIT_SUMS
 from .tiled import (
@@ -59,8 +61,9 @@ class PackedWeight:
     """One weight matrix (n_out rows of n_in weights) in the form the kernels read.
 
     Block types: the fields of repack.Tiles as flat arrays (`quants`, `scales`, `halves`) and
-    `tail` (n_out % 16, row_bytes). Float types: `float_tiles` flat (n_tiles, n_in, 16)
-    float32 / uint16 bits and `float_tail` (n_out % 16, n_in). `nbytes` equals the file's.
+    `tail` (n_out % 16, row_bytes). F32/BF16: `float_tiles` flat (n_tiles, n_in, 16)
+    float32 / uint16 bits and `float_tail` (n_out % 16, n_in). F16 keeps the file's row
+    layout, all of it in `float_tail` (rows_f16.py). `nbytes` equals the file's.
     """
 
     __slots__ = ("ggml_type", "n_out", "n_in", "quants", "scales", "halves", "tail",
@@ -77,6 +80,8 @@ class PackedWeight:
 
     @property
     def n_tiles(self) -> int:
+        if self.ggml_type == GGMLType.F16:
+            return 0  # row layout
         return self.n_out // TILE
 
     @property
@@ -131,8 +136,12 @@ def pack_weight(raw: np.ndarray, ggml_type_: int | str | GGMLType, n_in: int) ->
         raise ValueError(
             f"{t.name} weight must be (n_out, {n_in}) {np.dtype(want)}, got {raw.dtype} {raw.shape}"
         )
-    n_tiled = n_out // TILE * TILE
     w = PackedWeight(t, n_out, n_in)
+    if t == GGMLType.F16:  # row layout: the rows_f16 kernels sum along rows, as ggml does
+        w.float_tiles = np.empty(0, want)
+        w.float_tail = np.array(raw, copy=True)
+        return w
+    n_tiled = n_out // TILE * TILE
     w.float_tiles = np.ascontiguousarray(raw[:n_tiled].reshape(-1, TILE, n_in).transpose(0, 2, 1))
     w.float_tiles = w.float_tiles.reshape(-1)
     w.float_tail = np.array(raw[n_tiled:], copy=True)
@@ -144,6 +153,7 @@ _linear_blocks_batch = DirectCall(linear_blocks_batch)
 _linear_tail = DirectCall(linear_tail)
 BATCH_FROM = 4  # tokens from which blocks are unpacked once for all tokens
 _linear_float = DirectCall(linear_float)
+_linear_f16 = DirectCall(linear_f16)
 _dequantize_tiled_rows = DirectCall(dequantize_tiled_rows)
 _dequantize_rows = DirectCall(dequantize_rows)
 
@@ -179,6 +189,8 @@ def matmul(w: PackedWeight, x: np.ndarray, out: np.ndarray, isa: str | None = No
                w.halves, x, out)  # fmt: skip
         if w.tail.shape[0]:
             _linear_tail(w.qtype_token, w.qtype_token, w.tail, x, out)
+    elif w.ggml_type == GGMLType.F16:
+        _linear_f16((V8,), V8, w.float_tail, x, out)
     else:
         token = isa_token(isa)
         kind = _FLOAT_KIND[w.ggml_type]

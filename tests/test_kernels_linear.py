@@ -194,3 +194,58 @@ def test_q8_0_sums_as_ggml_does():
         vec = np.empty(37, np.float32)
         linear.matvec(pw, x[2], vec, isa=isa)
         np.testing.assert_array_equal(vec, want[2])
+
+
+def fma_f32(a, b, c):
+    """a * b + c rounded once to float32 (the product is exact in long double)."""
+    return (np.longdouble(a) * np.longdouble(b) + np.longdouble(c)).astype(np.float32)
+
+
+def ref_f16_ggml(w16: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """F16 W @ x as llama.cpp's CPU backend sums it (AVX2): activations rounded to f16; one
+    token by ggml_vec_dot_f16 (four 8-lane FMA chains 32 apart, reduced (0+2)+(1+3), two
+    hadds, the n % 32 tail added in float64), a batch by tinyBLAS (one 8-lane chain, then
+    hsum_float_8's tree)."""
+    f32 = np.float32
+    w = w16.astype(f32)
+    xr = x.astype(np.float16).astype(f32)
+    n_tok, n_in = x.shape
+    out = np.empty((n_tok, w.shape[0]), f32)
+    for t in range(n_tok):
+        if n_tok > 1 and n_in % 8 == 0:
+            acc = np.zeros((w.shape[0], 8), f32)
+            for i in range(0, n_in, 8):
+                acc = fma_f32(w[:, i : i + 8], xr[t, i : i + 8], acc)
+            out[t] = ((acc[:, 0] + acc[:, 4]) + (acc[:, 2] + acc[:, 6])) + (
+                (acc[:, 1] + acc[:, 5]) + (acc[:, 3] + acc[:, 7])
+            )
+            continue
+        acc = np.zeros((4, w.shape[0], 8), f32)
+        n32 = n_in - n_in % 32
+        for i in range(0, n32, 32):
+            for a in range(4):
+                j = i + 8 * a
+                acc[a] = fma_f32(w[:, j : j + 8], xr[t, j : j + 8], acc[a])
+        v = (acc[0] + acc[2]) + (acc[1] + acc[3])
+        total = (
+            ((v[:, 0] + v[:, 4]) + (v[:, 1] + v[:, 5]))
+            + ((v[:, 2] + v[:, 6]) + (v[:, 3] + v[:, 7]))
+        ).astype(np.float64)
+        for i in range(n32, n_in):
+            total += (w[:, i] * xr[t, i]).astype(np.float64)
+        out[t] = total.astype(f32)
+    return out
+
+
+@pytest.mark.parametrize("n_in", [576, 584])
+def test_f16_sums_as_ggml_does(n_in):
+    """F16 results are llama.cpp's to the bit, one token and a batch (584: a row that is not
+    a whole number of 32-weight steps takes ggml's float64 tail)."""
+    rng = np.random.default_rng(4)
+    w16 = (rng.standard_normal((37, n_in)) * 0.1).astype(np.float16)
+    pw = linear.pack_weight(w16, "F16", n_in)
+    x = rng.standard_normal((5, n_in)).astype(np.float32)
+    np.testing.assert_array_equal(run_matmul(pw, x, ISAS[0]), ref_f16_ggml(w16, x))
+    vec = np.empty(37, np.float32)
+    linear.matvec(pw, x[1], vec)
+    np.testing.assert_array_equal(vec, ref_f16_ggml(w16, x[1:2])[0])

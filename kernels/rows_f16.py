@@ -1,0 +1,115 @@
+"""F16 weights in row layout, summed as llama.cpp sums them, so F16 files give its logits.
+
+    linear_f16(isa, w, x, out)   w (n_out, n_in) uint16 f16 bits, x (n_tok, n_in) float32,
+                                 out (n_tok, n_out) = x @ W.T
+ggml rounds the activations to f16, then (ggml_sums.py): a single token goes through
+ggml_vec_dot_f16 (four 8-lane FMA chains 32 weights apart), a batch of tokens through
+tinyBLAS (one 8-lane chain per row and token, n_in a multiple of 8). Both run along a row,
+so the weights stay in the file's row layout (the other types' kernels use 16-row tiles).
+A prefill block is 4 rows x 3 tokens: twelve chains share seven loads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .ggml_sums import dot_f16_gemm, dot_f16_vec, hsum8
+from .ops_f16 import f16_to_f32, f32_to_f16
+from .simd import fma, load_f16, load_f32, zeros_f32
+
+ROWS_PER_TASK = 32  # rows one thread takes at a time
+TOKENS_PER_PASS = 33  # a batch's activations in chunks that stay in L2 while a task's rows pass
+
+
+@njit(inline="always")
+def _gemm_4x2(isa, xa, xb, w, r, n, out, t):
+    """tinyBLAS's chains for rows r .. r + 3 against tokens t, t + 1 (eight dot products;
+    four weight and two activation loads feed eight FMAs)."""
+    w0, w1, w2, w3 = w[r], w[r + 1], w[r + 2], w[r + 3]
+    a0, a1, a2, a3 = zeros_f32(isa), zeros_f32(isa), zeros_f32(isa), zeros_f32(isa)
+    b0, b1, b2, b3 = zeros_f32(isa), zeros_f32(isa), zeros_f32(isa), zeros_f32(isa)
+    for i in range(0, n, 8):
+        ta, tb = load_f32(isa, xa, i), load_f32(isa, xb, i)
+        v = load_f16(isa, w0, i)
+        a0, b0 = fma(v, ta, a0), fma(v, tb, b0)
+        v = load_f16(isa, w1, i)
+        a1, b1 = fma(v, ta, a1), fma(v, tb, b1)
+        v = load_f16(isa, w2, i)
+        a2, b2 = fma(v, ta, a2), fma(v, tb, b2)
+        v = load_f16(isa, w3, i)
+        a3, b3 = fma(v, ta, a3), fma(v, tb, b3)
+    out[t, r], out[t, r + 1], out[t, r + 2], out[t, r + 3] = (
+        hsum8(a0),
+        hsum8(a1),
+        hsum8(a2),
+        hsum8(a3),
+    )
+    out[t + 1, r], out[t + 1, r + 1] = hsum8(b0), hsum8(b1)
+    out[t + 1, r + 2], out[t + 1, r + 3] = hsum8(b2), hsum8(b3)
+
+
+@njit(inline="always")
+def _gemm_4x3(isa, xa, xb, xc, w, r, n, out, t):
+    """As _gemm_4x2 for three tokens: twelve chains, seven loads per step of 8."""
+    w0, w1, w2, w3 = w[r], w[r + 1], w[r + 2], w[r + 3]
+    a0, a1, a2, a3 = zeros_f32(isa), zeros_f32(isa), zeros_f32(isa), zeros_f32(isa)
+    b0, b1, b2, b3 = zeros_f32(isa), zeros_f32(isa), zeros_f32(isa), zeros_f32(isa)
+    c0, c1, c2, c3 = zeros_f32(isa), zeros_f32(isa), zeros_f32(isa), zeros_f32(isa)
+    for i in range(0, n, 8):
+        ta, tb, tc = load_f32(isa, xa, i), load_f32(isa, xb, i), load_f32(isa, xc, i)
+        v = load_f16(isa, w0, i)
+        a0, b0, c0 = fma(v, ta, a0), fma(v, tb, b0), fma(v, tc, c0)
+        v = load_f16(isa, w1, i)
+        a1, b1, c1 = fma(v, ta, a1), fma(v, tb, b1), fma(v, tc, c1)
+        v = load_f16(isa, w2, i)
+        a2, b2, c2 = fma(v, ta, a2), fma(v, tb, b2), fma(v, tc, c2)
+        v = load_f16(isa, w3, i)
+        a3, b3, c3 = fma(v, ta, a3), fma(v, tb, b3), fma(v, tc, c3)
+    out[t, r], out[t, r + 1], out[t, r + 2], out[t, r + 3] = (
+        hsum8(a0),
+        hsum8(a1),
+        hsum8(a2),
+        hsum8(a3),
+    )
+    out[t + 1, r], out[t + 1, r + 1] = hsum8(b0), hsum8(b1)
+    out[t + 1, r + 2], out[t + 1, r + 3] = hsum8(b2), hsum8(b3)
+    out[t + 2, r], out[t + 2, r + 1] = hsum8(c0), hsum8(c1)
+    out[t + 2, r + 2], out[t + 2, r + 3] = hsum8(c2), hsum8(c3)
+
+
+@njit(cache=True, parallel=True)
+def linear_f16(isa, w, x, out):
+    n_tok, n_in = x.shape
+    n_out = w.shape[0]
+    xr = np.empty_like(x)  # activations rounded to f16, as ggml converts them
+    for t in range(n_tok):
+        for k in range(n_in):
+            xr[t, k] = f16_to_f32(f32_to_f16(x[t, k]))
+    batched = n_tok > 1 and n_in % 8 == 0
+    for task in prange((n_out + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
+        r0 = task * ROWS_PER_TASK
+        r1 = min(r0 + ROWS_PER_TASK, n_out)
+        if not batched:
+            for r in range(r0, r1):
+                for t in range(n_tok):
+                    out[t, r] = dot_f16_vec(isa, xr[t], w[r], n_in)
+            continue
+        for t0 in range(0, n_tok, TOKENS_PER_PASS):
+            t1 = min(t0 + TOKENS_PER_PASS, n_tok)
+            r = r0
+            while r + 4 <= r1:
+                t = t0
+                while t + 3 <= t1:
+                    _gemm_4x3(isa, xr[t], xr[t + 1], xr[t + 2], w, r, n_in, out, t)
+                    t += 3
+                while t + 2 <= t1:
+                    _gemm_4x2(isa, xr[t], xr[t + 1], w, r, n_in, out, t)
+                    t += 2
+                if t < t1:
+                    for rr in range(r, r + 4):
+                        out[t, rr] = dot_f16_gemm(isa, xr[t], w[rr], n_in)
+                r += 4
+            for rr in range(r, r1):
+                for t in range(t0, t1):
+                    out[t, rr] = dot_f16_gemm(isa, xr[t], w[rr], n_in)
