@@ -29,7 +29,6 @@ from .static import DirectCall, static
 from .tile_dots import SPLIT_SUMS
 from .tiled import (
     FLOAT_BF16,
-    FLOAT_F16,
     FLOAT_F32,
     linear_blocks,
     linear_blocks_batch,
@@ -44,7 +43,7 @@ BLOCK_TYPES = (
 FLOAT_TYPES = (GGMLType.F32, GGMLType.F16, GGMLType.BF16)
 SUPPORTED_TYPES = BLOCK_TYPES + FLOAT_TYPES
 K_QUANTS = (GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K)
-_FLOAT_KIND = {GGMLType.F32: FLOAT_F32, GGMLType.F16: FLOAT_F16, GGMLType.BF16: FLOAT_BF16}
+_FLOAT_KIND = {GGMLType.F32: FLOAT_F32, GGMLType.BF16: FLOAT_BF16}
 _FLOAT_DTYPE = {GGMLType.F32: np.float32, GGMLType.F16: np.uint16, GGMLType.BF16: np.uint16}
 
 

@@ -23,35 +23,9 @@ TOKENS_PER_PASS = 33  # a batch's activations in chunks that stay in L2 while a 
 
 
 @njit(inline="always")
-def _gemm_4x2(isa, xa, xb, w, r, n, out, t):
-    """tinyBLAS's chains for rows r .. r + 3 against tokens t, t + 1 (eight dot products;
-    four weight and two activation loads feed eight FMAs)."""
-    w0, w1, w2, w3 = w[r], w[r + 1], w[r + 2], w[r + 3]
-    a0, a1, a2, a3 = zeros_f32(isa), zeros_f32(isa), zeros_f32(isa), zeros_f32(isa)
-    b0, b1, b2, b3 = zeros_f32(isa), zeros_f32(isa), zeros_f32(isa), zeros_f32(isa)
-    for i in range(0, n, 8):
-        ta, tb = load_f32(isa, xa, i), load_f32(isa, xb, i)
-        v = load_f16(isa, w0, i)
-        a0, b0 = fma(v, ta, a0), fma(v, tb, b0)
-        v = load_f16(isa, w1, i)
-        a1, b1 = fma(v, ta, a1), fma(v, tb, b1)
-        v = load_f16(isa, w2, i)
-        a2, b2 = fma(v, ta, a2), fma(v, tb, b2)
-        v = load_f16(isa, w3, i)
-        a3, b3 = fma(v, ta, a3), fma(v, tb, b3)
-    out[t, r], out[t, r + 1], out[t, r + 2], out[t, r + 3] = (
-        hsum8(a0),
-        hsum8(a1),
-        hsum8(a2),
-        hsum8(a3),
-    )
-    out[t + 1, r], out[t + 1, r + 1] = hsum8(b0), hsum8(b1)
-    out[t + 1, r + 2], out[t + 1, r + 3] = hsum8(b2), hsum8(b3)
-
-
-@njit(inline="always")
 def _gemm_4x3(isa, xa, xb, xc, w, r, n, out, t):
-    """As _gemm_4x2 for three tokens: twelve chains, seven loads per step of 8."""
+    """tinyBLAS's chains for rows r .. r + 3 against tokens t .. t + 2 (twelve dot products;
+    four weight and three activation loads feed twelve FMAs per step of 8)."""
     w0, w1, w2, w3 = w[r], w[r + 1], w[r + 2], w[r + 3]
     a0, a1, a2, a3 = zeros_f32(isa), zeros_f32(isa), zeros_f32(isa), zeros_f32(isa)
     b0, b1, b2, b3 = zeros_f32(isa), zeros_f32(isa), zeros_f32(isa), zeros_f32(isa)
@@ -103,12 +77,9 @@ def linear_f16(isa, w, x, out):
                 while t + 3 <= t1:
                     _gemm_4x3(isa, xr[t], xr[t + 1], xr[t + 2], w, r, n_in, out, t)
                     t += 3
-                while t + 2 <= t1:
-                    _gemm_4x2(isa, xr[t], xr[t + 1], w, r, n_in, out, t)
-                    t += 2
-                if t < t1:
+                for tt in range(t, t1):  # the batch's last one or two tokens
                     for rr in range(r, r + 4):
-                        out[t, rr] = dot_f16_gemm(isa, xr[t], w[rr], n_in)
+                        out[tt, rr] = dot_f16_gemm(isa, xr[tt], w[rr], n_in)
                 r += 4
             for rr in range(r, r1):
                 for t in range(t0, t1):

@@ -25,7 +25,6 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from . import type_ids as T
 from .repack import LAYOUTS
 from .simd import (
     fma,
@@ -43,7 +42,7 @@ from .simd import (
 )
 from .simd_dot import dot_s8s8, pdot, pflush, pflush_scaled
 from .static import StaticType
-from .tile_codes import KQUANT_PARTS, LEGACY_PARTS, codes_q8_0, scales_d
+from .tile_codes import KQUANT_PARTS, LEGACY_PARTS
 
 # sizes of the unpacked buffers, per tile block (16 rows): codes, int32 group scales and
 # mins, float block scales
@@ -72,7 +71,7 @@ def act(isa, xq, i):
     return splat_i32(isa, xq[i])
 
 
-def legacy_shape(codes, block_scales, offset, has_m, signed, per_flush, quant_words=0):
+def legacy_shape(codes, block_scales, offset, has_m, per_flush, quant_words=0):
     """The dot of a 32-weight block: d * (sum(code * x) - offset * sum(x)) (+ m * sum(x)).
     quant_words > 0: prefetch that many words of the block ahead."""
 
@@ -84,15 +83,11 @@ def legacy_shape(codes, block_scales, offset, has_m, signed, per_flush, quant_wo
         for v in range(4):  # both groups (nibble halves) of word v together: one load
             c0 = codes(isa, qs, tb, lane0, 0, v)
             c1 = codes(isa, qs, tb, lane0, 1, v)
-            if signed:
-                acc = dot_s8s8(isa, acc, c0, act(isa, xq, b * 8 + v))
-                acc = dot_s8s8(isa, acc, c1, act(isa, xq, b * 8 + 4 + v))
-            else:
-                p = pdot(isa, p, c0, act(isa, xq, b * 8 + v))
-                p = pdot(isa, p, c1, act(isa, xq, b * 8 + 4 + v))
-                if (2 * v + 2) % per_flush == 0:  # before the int16 partials could overflow
-                    acc = pflush(isa, acc, p)
-                    p = pzero(isa)
+            p = pdot(isa, p, c0, act(isa, xq, b * 8 + v))
+            p = pdot(isa, p, c1, act(isa, xq, b * 8 + 4 + v))
+            if (2 * v + 2) % per_flush == 0:  # before the int16 partials could overflow
+                acc = pflush(isa, acc, p)
+                p = pzero(isa)
         if offset:
             acc = acc - np.int32(offset * xsum[b])
         d, m = block_scales(isa, dh, tb, lane0)
@@ -222,7 +217,7 @@ def unpacker(codes, group, block_scales, group_words, n_groups, n_code_groups=0)
 # flushes and ran 10-40 % slower than one token at a time.
 
 
-def legacy_pair_shape(offset, has_m, signed, per_flush):
+def legacy_pair_shape(offset, has_m, per_flush):
     @njit(inline="always")
     def dot(isa, codes_buf, floats_buf, lane0, b, xa, xb, fa, fb):
         xqa, xda, xsa, xsuma = xa
@@ -232,19 +227,13 @@ def legacy_pair_shape(offset, has_m, signed, per_flush):
         for v in range(4):
             c0 = load_i32(isa, codes_buf, v * 16 + lane0)
             c1 = load_i32(isa, codes_buf, (4 + v) * 16 + lane0)
-            if signed:
-                acc_a = dot_s8s8(isa, acc_a, c0, act(isa, xqa, b * 8 + v))
-                acc_b = dot_s8s8(isa, acc_b, c0, act(isa, xqb, b * 8 + v))
-                acc_a = dot_s8s8(isa, acc_a, c1, act(isa, xqa, b * 8 + 4 + v))
-                acc_b = dot_s8s8(isa, acc_b, c1, act(isa, xqb, b * 8 + 4 + v))
-            else:
-                pa = pdot(isa, pa, c0, act(isa, xqa, b * 8 + v))
-                pb = pdot(isa, pb, c0, act(isa, xqb, b * 8 + v))
-                pa = pdot(isa, pa, c1, act(isa, xqa, b * 8 + 4 + v))
-                pb = pdot(isa, pb, c1, act(isa, xqb, b * 8 + 4 + v))
-                if (2 * v + 2) % per_flush == 0:
-                    acc_a, acc_b = pflush(isa, acc_a, pa), pflush(isa, acc_b, pb)
-                    pa, pb = pzero(isa), pzero(isa)
+            pa = pdot(isa, pa, c0, act(isa, xqa, b * 8 + v))
+            pb = pdot(isa, pb, c0, act(isa, xqb, b * 8 + v))
+            pa = pdot(isa, pa, c1, act(isa, xqa, b * 8 + 4 + v))
+            pb = pdot(isa, pb, c1, act(isa, xqb, b * 8 + 4 + v))
+            if (2 * v + 2) % per_flush == 0:
+                acc_a, acc_b = pflush(isa, acc_a, pa), pflush(isa, acc_b, pb)
+                pa, pb = pzero(isa), pzero(isa)
         if offset:
             acc_a = acc_a - np.int32(offset * xsuma[b])
             acc_b = acc_b - np.int32(offset * xsumb[b])
@@ -268,17 +257,18 @@ DOTS, DOTS_UNPACKED, UNPACKERS = {}, {}, {}
 DOTS_PAIR = {}
 # types whose rows keep 8 partial sums (ggml's lanes) instead of one: a tuple of 8 vectors
 # from acc_zero to acc_total. They have no unpacked (prefill) shapes, whose accumulators
-# live in memory one vector per token: matmul runs them one token at a time.
-SPLIT_SUMS = {T.Q8_0}
-DOTS[T.Q8_0] = q8_0_exact_shape(codes_q8_0, scales_d, QUANT_WORDS[T.Q8_0])
+# live in memory one vector per token: matmul runs them one token at a time. These are the
+# signed-code types (Q8_0), whose ggml order this keeps.
+SPLIT_SUMS = set()
 for _t, (_codes, _scales, _offset, _has_m, _signed, _per_flush) in LEGACY_PARTS.items():
-    if _t in SPLIT_SUMS:
+    if _signed:
+        SPLIT_SUMS.add(_t)
+        DOTS[_t] = q8_0_exact_shape(_codes, _scales, QUANT_WORDS[_t])
         continue
-    DOTS_PAIR[_t] = legacy_pair_shape(_offset, _has_m, _signed, _per_flush)
-    DOTS[_t] = legacy_shape(_codes, _scales, _offset, _has_m, _signed, _per_flush,
-                            QUANT_WORDS[_t])  # fmt: skip
+    DOTS_PAIR[_t] = legacy_pair_shape(_offset, _has_m, _per_flush)
+    DOTS[_t] = legacy_shape(_codes, _scales, _offset, _has_m, _per_flush, QUANT_WORDS[_t])
     DOTS_UNPACKED[_t] = legacy_shape(unpacked_codes_reader(4), unpacked_block_scales, _offset,
-                                     _has_m, _signed, _per_flush)  # fmt: skip
+                                     _has_m, _per_flush)  # fmt: skip
     UNPACKERS[_t] = unpacker(_codes, no_group, _scales, 4, 0, 2)
 for _t, (_codes, _group, _scales, _words, _per_flush) in KQUANT_PARTS.items():
     DOTS[_t] = kquant_shape(_codes, _group, _scales, _words, _per_flush, QUANT_WORDS[_t])

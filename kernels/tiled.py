@@ -6,7 +6,7 @@
         x (n_tok, n_in) float32, out (n_tok, n_out) float32 = x @ W.T: the tiled rows, then
         the tail rows.
     linear_float(isa, kind, tiles, tail, x, out)
-        F32 / F16 / BF16 (kind 0 / 1 / 2) W: tiles flat (n_tiles, n_in, 16) float32 or uint16
+        F32 / BF16 (kind 0 / 2) W: tiles flat (n_tiles, n_in, 16) float32 or uint16
         bits, tail (n_out % 16, n_in).
 isa and qtype are static tokens (static.py). Work is split over tiles (one prange); each
 token's pass over a tile re-reads the tile's row of blocks from cache, so the weights
@@ -20,8 +20,8 @@ from numba import njit, prange
 
 from .dot_rows import dot_float_row, dot_row
 from .quantize_activations import quantize_input
-from .scalar import bf16_to_f32, f16_to_f32, f32_to_bits, f32_to_f16
-from .simd import fma, lanes, load_bf16, load_f16, load_f32, splat_f32, store_f32, zeros_f32
+from .scalar import bf16_to_f32, f32_to_bits
+from .simd import fma, lanes, load_bf16, load_f32, splat_f32, store_f32, zeros_f32
 from .tile_dots import (
     UNPACKED_CODES,
     UNPACKED_FLOATS,
@@ -35,7 +35,7 @@ from .tile_dots import (
     tile_unpack,
 )
 
-FLOAT_F32, FLOAT_F16, FLOAT_BF16 = 0, 1, 2
+FLOAT_F32, FLOAT_BF16 = 0, 2  # (F16 weights: rows_f16.py)
 
 
 @njit(cache=True, parallel=True)
@@ -117,23 +117,19 @@ def load_lanes(isa, kind, w, i):
     """N weights (one per row) at flat index i of a float tile array, as F32xN."""
     if kind == FLOAT_F32:
         return load_f32(isa, w, i)
-    if kind == FLOAT_F16:
-        return load_f16(isa, w, i)
     return load_bf16(isa, w, i)
 
 
 @njit(inline="always")
 def round_input(kind, x):
-    """x rounded to the weight's half type (ggml converts activations so for F16/BF16)."""
+    """x rounded to bf16 for BF16 weights (ggml converts activations so)."""
     if kind == FLOAT_F32:
         return x
     xr = np.empty_like(x)
     for t in range(x.shape[0]):
         for k in range(x.shape[1]):
             v = x[t, k]
-            if kind == FLOAT_F16:
-                xr[t, k] = f16_to_f32(f32_to_f16(v))
-            elif v != v:  # NaN stays NaN
+            if v != v:  # NaN stays NaN
                 xr[t, k] = v
             else:  # bf16: round to nearest even on the top 16 bits
                 bits = f32_to_bits(v)
