@@ -1,5 +1,5 @@
 """The runtime against llama.cpp (llama-cpp-python) on the real models and on F16 / Q8_0
-files made from SmolLM2 with llama.cpp's own quantizer.
+files made from each of them with llama.cpp's own quantizer.
 
 Tolerances. With quantized weights both engines quantize activations to 8-bit blocks before
 every matrix product; a rounding flip anywhere moves the logits of a 135M model by up to
@@ -10,9 +10,9 @@ mean |diff| <= 0.3, KL(llama.cpp || llamba) <= 0.02 and the same arg-max. With F
 activations are only rounded to f16: max |diff| <= 0.1.
 
 With Q8_0 and F16 weights llamba follows ggml's float summation order everywhere (the
-matrix products' 8 lanes, tinyBLAS in prompt batches and vec_dot for single tokens, softmax
-and rope as ggml rounds them), so the logits are llama.cpp's to the bit and greedy
-continuations identical (the tolerances above still apply to these files, trivially).
+matrix products' 8 lanes, tinyBLAS in prompt batches and vec_dot for single tokens, softmax,
+rope and GELU as ggml rounds them), so for both models the logits are llama.cpp's to the bit
+and greedy continuations identical (the tolerances above still apply to these files, trivially).
 """
 
 from __future__ import annotations
@@ -49,11 +49,12 @@ def quantize_with_llama_cpp(src, dst, ftype: int) -> None:
 def model_files(smollm2_path, gemma3_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("quantized")
     files = {"smollm2-q4_1": smollm2_path, "gemma3-q4_k_m": gemma3_path}
-    for name, ftype in [("f16", llama_cpp.LLAMA_FTYPE_MOSTLY_F16),
-                        ("q8_0", llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0)]:  # fmt: skip
-        dst = out / f"smollm2-{name}.gguf"
-        quantize_with_llama_cpp(smollm2_path, dst, ftype)
-        files[f"smollm2-{name}"] = dst
+    for model, src in [("smollm2", smollm2_path), ("gemma3", gemma3_path)]:
+        for name, ftype in [("f16", llama_cpp.LLAMA_FTYPE_MOSTLY_F16),
+                            ("q8_0", llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0)]:  # fmt: skip
+            dst = out / f"{model}-{name}.gguf"
+            quantize_with_llama_cpp(src, dst, ftype)
+            files[f"{model}-{name}"] = dst
     return files
 
 
@@ -61,7 +62,10 @@ def llama_cpp_model(path, n_ctx=N_CTX):
     return llama_cpp.Llama(str(path), n_ctx=n_ctx, logits_all=True, verbose=False, n_threads=2)
 
 
-@pytest.mark.parametrize("name", ["smollm2-q4_1", "gemma3-q4_k_m", "smollm2-f16", "smollm2-q8_0"])
+EXACT_FILES = ["smollm2-f16", "smollm2-q8_0", "gemma3-f16", "gemma3-q8_0"]
+
+
+@pytest.mark.parametrize("name", ["smollm2-q4_1", "gemma3-q4_k_m", *EXACT_FILES])
 def test_last_logits_close_to_llama_cpp(model_files, name):
     path = model_files[name]
     ours = Model(path, n_ctx=N_CTX)
@@ -111,18 +115,13 @@ def greedy_pair(path, prompt: str, n: int = 32):
 
 
 @pytest.mark.parametrize("prompt", GREEDY_PROMPTS)
-def test_greedy_32_tokens_identical_to_llama_cpp_f16(model_files, prompt):
-    llm, ours, theirs = greedy_pair(model_files["smollm2-f16"], prompt)
+@pytest.mark.parametrize("name", EXACT_FILES)
+def test_greedy_32_tokens_identical_to_llama_cpp(model_files, name, prompt):
+    llm, ours, theirs = greedy_pair(model_files[name], prompt)
     assert ours == theirs, (llm.detokenize(ours), llm.detokenize(theirs))
 
 
-@pytest.mark.parametrize("prompt", GREEDY_PROMPTS)
-def test_greedy_32_tokens_identical_to_llama_cpp_q8_0(model_files, prompt):
-    llm, ours, theirs = greedy_pair(model_files["smollm2-q8_0"], prompt)
-    assert ours == theirs, (llm.detokenize(ours), llm.detokenize(theirs))
-
-
-@pytest.mark.parametrize("name", ["smollm2-q8_0", "smollm2-f16"])
+@pytest.mark.parametrize("name", EXACT_FILES)
 def test_logits_bit_identical_to_llama_cpp(model_files, name):
     """Every position of a prompt batch, then 24 single-token steps: the same float32 logits
     as llama.cpp's, bit for bit."""

@@ -86,8 +86,8 @@ class ModelArgs:
         scale = f.arch_get(Keys.Attention.SCALE)
         if not scale:
             scale = (dim / n_head if n_layer == LAYERS_27B else head_dim) ** -0.5
-        # llama.cpp caps final logits only in its non-sliding-window gemma3 graph
-        cap = 0.0 if window > 0 else float(f.arch_get(Keys.LLM.FINAL_LOGIT_SOFTCAPPING, 0) or 0)
+        # capped in both of llama.cpp's gemma3 graphs (sliding window or not), as transformers does
+        cap = float(f.arch_get(Keys.LLM.FINAL_LOGIT_SOFTCAPPING, 0) or 0)
         return cls(
             n_layer=n_layer,
             dim=dim,
