@@ -4,7 +4,9 @@
    and the K/V rows written into the cache as f16 — one call for all heads and tokens.
 2. `attention`: for every (token, query head), scores against the cached keys its mask
    allows (causal, optionally a sliding window), softmax, weighted sum of cached values.
-   Grouped-query heads: query head h reads KV head h // (n_head // n_kv_head).
+   Grouped-query heads: query head h reads KV head h // (n_head // n_kv_head). A prompt
+   batch runs in attention_prompt.py, tiled as matrix products; a single token (decode) here,
+   one (token, head) at a time.
 
 The key of the token at position p lives in cache row p % rows. A full-context layer has
 rows >= n_ctx, so row = position; a sliding-window layer may keep a ring of only
@@ -24,7 +26,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .ggml_sums import V8, dot_f16_gemm, dot_f16_vec
+from .attention_prompt import attention_prompt, scratch_floats
+from .ggml_sums import V8, dot_f16_vec
 from .ops_f16 import f16_to_f32, f32_to_f16
 from .ops_math import expf
 from .ops_rope import rotate_head
@@ -40,9 +43,11 @@ CLASS_SCRATCH = 32 * MAX_HEAD_DIM  # per thread: the value sums of 32 position c
 
 
 def score_scratch(n_ctx: int) -> np.ndarray:
-    """Scratch for `attention`: (threads, n_ctx + CLASS_SCRATCH) float32, allocated once per
-    model: each thread's scores, then its per-class value sums."""
-    return np.empty((SCRATCH_ROWS, n_ctx + CLASS_SCRATCH), dtype=np.float32)
+    """Scratch for `attention`, allocated once per model: a row per thread of float32, enough
+    for a prompt batch's scores (attention_prompt) and for a single token's scores followed
+    by its per-class value sums (CLASS_SCRATCH floats at the end)."""
+    n = max(n_ctx, scratch_floats(n_ctx))
+    return np.empty((SCRATCH_ROWS, n + CLASS_SCRATCH), dtype=np.float32)
 
 
 # The prepare path runs without fastmath: with it, LLVM may fuse the rotate-and-scale of Q
@@ -136,11 +141,10 @@ def prepare_qkv(
 
 
 @njit(cache=True, inline="always")
-def _attend(isa, batched, item, q, k_cache, v_cache, positions, window, scale, softcap, out, s,
-            cls):  # fmt: skip
-    """One (token, query head): scores into s, softmax, weighted sum of values into out.
-    Sums run in llama.cpp's order (ggml_sums): its f16 matmuls sum a batch of tokens as
-    tinyBLAS does and a single token as ggml_vec_dot_f16 does."""
+def _attend(isa, item, q, k_cache, v_cache, positions, window, scale, softcap, out, s, cls):
+    """One (token, query head) of a single-token call: scores into s, softmax, weighted sum
+    of values into out. Sums run in llama.cpp's order for one token (ggml_sums): its f16
+    matmuls then run ggml_vec_dot_f16."""
     n, n_head, head_dim = q.shape
     n_kv_head, rows, _ = k_cache.shape
     t = item // n_head
@@ -155,10 +159,7 @@ def _attend(isa, batched, item, q, k_cache, v_cache, positions, window, scale, s
     peak = -np.inf
     for j in range(span):
         kr = k_cache[kv, (lo + j) % rows]  # (head_dim,)
-        if batched:
-            x = dot_f16_gemm(isa, qh, kr, head_dim)
-        else:
-            x = dot_f16_vec(isa, qh, kr, head_dim)
+        x = dot_f16_vec(isa, qh, kr, head_dim)
         x = x * scale
         if softcap > 0:
             x = softcap * np.tanh(x / softcap)
@@ -190,9 +191,9 @@ def _attend(isa, batched, item, q, k_cache, v_cache, positions, window, scale, s
         s[j] = _round_f16(s[j] * inv_total)
 
     # weighted sum of values: position j adds to the partial sum of its class (cache cell
-    # j mod 8 for tinyBLAS's lanes, mod 32 for vec_dot_f16's four lane vectors), each one FMA
-    # chain in position order; the classes are then added in ggml's tree
-    n_cls = 8 if batched else 32
+    # j mod 32: vec_dot_f16's four 8-lane vectors), each one FMA chain in position order;
+    # the classes are then added in ggml's tree
+    n_cls = 32
     for i in range(0, n_cls * head_dim, 8):
         store_f32(cls, i, zeros_f32(isa))
     for j in range(span):
@@ -207,11 +208,8 @@ def _attend(isa, batched, item, q, k_cache, v_cache, positions, window, scale, s
             store_f32(cls, i, fma(load_f16(isa, vr, d), wv, load_f32(isa, cls, i)))
     o = out[t]
     for d in range(0, head_dim, 8):
-        if batched:  # tinyBLAS's hsum of its 8 lanes
-            r = _hsum8_classes(isa, cls, head_dim, d, 0, 1, 2, 3, 4, 5, 6, 7)
-        else:  # vec_dot_f16: lane l of its reduced accumulator, then GGML_F32x8_REDUCE's hadds
-            r = _hsum8_hadd_classes(isa, cls, head_dim, d)
-        store_f32(o, h * head_dim + d, r)
+        # lane l of vec_dot_f16's reduced accumulator, then GGML_F32x8_REDUCE's hadds
+        store_f32(o, h * head_dim + d, _hsum8_hadd_classes(isa, cls, head_dim, d))
 
 
 @njit(inline="always")
@@ -223,16 +221,6 @@ def _cell(s, lo, p, c):
 @njit(inline="always")
 def _class(isa, cls, head_dim, d, c):
     return load_f32(isa, cls, c * head_dim + d)
-
-
-@njit(inline="always")
-def _hsum8_classes(isa, cls, head_dim, d, c0, c1, c2, c3, c4, c5, c6, c7):
-    """hsum8's tree, lane-wise over the sums of classes c0 .. c7 (8 dims from d)."""
-    x0, x4 = _class(isa, cls, head_dim, d, c0), _class(isa, cls, head_dim, d, c4)
-    x2, x6 = _class(isa, cls, head_dim, d, c2), _class(isa, cls, head_dim, d, c6)
-    x1, x5 = _class(isa, cls, head_dim, d, c1), _class(isa, cls, head_dim, d, c5)
-    x3, x7 = _class(isa, cls, head_dim, d, c3), _class(isa, cls, head_dim, d, c7)
-    return ((x0 + x4) + (x2 + x6)) + ((x1 + x5) + (x3 + x7))
 
 
 @njit(inline="always")
@@ -256,22 +244,21 @@ def _hsum8_hadd_classes(isa, cls, head_dim, d):
 
 
 @njit(cache=True)
-def _attention_serial(isa, batched, q, k_cache, v_cache, positions, window, scale, softcap, out,
-                      scores):  # fmt: skip
+def _attention_serial(isa, q, k_cache, v_cache, positions, window, scale, softcap, out, scores):
     n_ctx = scores.shape[1] - CLASS_SCRATCH
     for item in range(q.shape[0] * q.shape[1]):
         row = scores[0]
-        _attend(isa, batched, item, q, k_cache, v_cache, positions, window, scale, softcap, out,
+        _attend(isa, item, q, k_cache, v_cache, positions, window, scale, softcap, out,
                 row[:n_ctx], row[n_ctx:])  # fmt: skip
 
 
 @njit(cache=True, parallel=True)
-def _attention_parallel(isa, batched, q, k_cache, v_cache, positions, window, scale, softcap,
-                        out, scores):  # fmt: skip
+def _attention_parallel(isa, q, k_cache, v_cache, positions, window, scale, softcap, out,
+                        scores):  # fmt: skip
     n_ctx = scores.shape[1] - CLASS_SCRATCH
     for item in prange(q.shape[0] * q.shape[1]):
         row = scores[numba.get_thread_id()]  # this thread's scores and class sums
-        _attend(isa, batched, item, q, k_cache, v_cache, positions, window, scale, softcap, out,
+        _attend(isa, item, q, k_cache, v_cache, positions, window, scale, softcap, out,
                 row[:n_ctx], row[n_ctx:])  # fmt: skip
 
 
@@ -284,15 +271,18 @@ def attention(q, k_cache, v_cache, positions, window, scale, softcap, out, score
     scale: score multiplier (1/sqrt(head_dim) usually); softcap: 0, or cap * tanh(s / cap)
     out: (n, n_head * head_dim) float32
     scores: (threads, n_ctx) float32 scratch from score_scratch
-    (token, head) pairs spread over threads only when there is enough work to pay for it.
+    A single token's heads spread over threads only when there is enough work to pay for it.
     """
     n, n_head, head_dim = q.shape
-    span = int(positions[-1]) + 1
-    if window > 0:
-        span = min(span, window)
-    parallel = n * n_head * span * head_dim >= PARALLEL_MIN_WORK
-    run = _attention_parallel if parallel else _attention_serial
     if head_dim % 8 or head_dim > MAX_HEAD_DIM:
         raise ValueError(f"attention needs a head size that is a multiple of 8 up to "
                          f"{MAX_HEAD_DIM}, got {head_dim}")  # fmt: skip
-    run(V8, n > 1, q, k_cache, v_cache, positions, window, scale, softcap, out, scores)
+    if n > 1:  # a prompt batch: as llama.cpp's matrix products (attention_prompt)
+        attention_prompt(q, k_cache, v_cache, positions, window, scale, softcap, out, scores)
+        return
+    span = int(positions[-1]) + 1
+    if window > 0:
+        span = min(span, window)
+    parallel = n_head * span * head_dim >= PARALLEL_MIN_WORK
+    run = _attention_parallel if parallel else _attention_serial
+    run(V8, q, k_cache, v_cache, positions, window, scale, softcap, out, scores)

@@ -9,15 +9,19 @@ reference, its order is followed. All vectors here are 8 lanes (ggml's __m256):
     dot_f16_gemm    a row pair of tinyBLAS's f16 matmul (prompt batches): one 8-lane FMA chain
     dot_f16_vec     ggml_vec_dot_f16 (single tokens): four 8-lane chains 32 apart, reduced
                     pairwise, the n % 32 tail added in float64
+    hsum8x8(v0..v7) the hsum8 of eight vectors at once, lane i = hsum8(vi): a transpose
+                    network of shuffles and adds that keeps hsum8's pairing in every lane
 """
 
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import njit
+from numba.extending import intrinsic
 
 from .ops_f16 import f16_to_f32
-from .simd import PORTABLE, fma, isa_variant, lane, load_f16, load_f32, zeros_f32
+from .simd import F32, PORTABLE, fma, isa_variant, lane, load_f16, load_f32, zeros_f32
 
 V8 = isa_variant(PORTABLE, 8)  # plain 8-lane LLVM vectors: one ymm on AVX2
 
@@ -59,3 +63,43 @@ def dot_f16_vec(isa, x, h, n):
     for i in range(n32, n):
         total += np.float64(x[i] * f16_to_f32(h[i]))
     return np.float32(total)
+
+
+def _pair_sums(builder, a, b, first, second):
+    """Lane-wise sum of two shuffles of (a, b): lanes `first` plus lanes `second`."""
+    mask = lambda lanes: ir.Constant(ir.VectorType(ir.IntType(32), 8), lanes)  # noqa: E731
+    x = builder.shuffle_vector(a, b, mask(first))
+    y = builder.shuffle_vector(a, b, mask(second))
+    return builder.fadd(x, y)
+
+
+@intrinsic
+def hsum8x8(typingctx, v0, v1, v2, v3, v4, v5, v6, v7):
+    """F32x8 whose lane i is hsum8(vi), for eight F32x8 vectors.
+
+    Three rounds, each adding lanes that hsum8 adds, in its pairing:
+      1. lane k + lane k+4 of each vector (two vectors per result);
+      2. (0+4) + (2+6) and (1+5) + (3+7) (four vectors per result);
+      3. the two halves' sums (all eight).
+    The inputs enter as (v0, v4, v1, v5, v2, v6, v3, v7) so that the lanes come out in order.
+    """
+    vec = F32[8]
+    args = (v0, v1, v2, v3, v4, v5, v6, v7)
+    if any(a != vec for a in args):
+        return None
+
+    def codegen(context, builder, signature, values):
+        a, b, c, d, e, f, g, h = (values[i] for i in (0, 4, 1, 5, 2, 6, 3, 7))
+        lo, hi = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+        ab, cd = _pair_sums(builder, a, b, lo, hi), _pair_sums(builder, c, d, lo, hi)
+        ef, gh = _pair_sums(builder, e, f, lo, hi), _pair_sums(builder, g, h, lo, hi)
+        first, second = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+        abcd, efgh = (
+            _pair_sums(builder, ab, cd, first, second),
+            _pair_sums(builder, ef, gh, first, second),
+        )
+        return _pair_sums(
+            builder, abcd, efgh, [0, 2, 8, 10, 4, 6, 12, 14], [1, 3, 9, 11, 5, 7, 13, 15]
+        )
+
+    return vec(*args), codegen

@@ -16,6 +16,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .cpu_features import host_features
+from .simd import bits_f32, float_bits, fma, gt, lane, splat_f32, vabs
 
 f32 = np.float32
 
@@ -130,3 +131,23 @@ def expf_avx512(x):
 
 # the variant llama.cpp runs on this machine: its AVX-512 build where the CPU has AVX-512
 expf = expf_avx512 if "avx512f" in host_features() else expf_avx2
+EXPF_LANES = expf is expf_avx2  # whether expf_avx2_lanes computes this host's expf
+
+
+@njit(inline="always")
+def expf_avx2_lanes(isa, x):
+    """expf_avx2 of every lane of an F32xN x, the same operations lane-wise: (result, ok),
+    ok False when some lane needs expf_avx2's large-|n| path (the result is then not valid
+    there and the caller takes those lanes one at a time)."""
+    z = fma(x, splat_f32(isa, INV_LN2), splat_f32(isa, SHIFTER))
+    n = z - SHIFTER  # round(x / ln 2)
+    neg = n * f32(-1.0)
+    b = fma(neg, splat_f32(isa, LN2_LO), fma(neg, splat_f32(isa, LN2_HI), x))  # x - n ln 2
+    u = b * b
+    p = fma(splat_f32(isa, C1), b, splat_f32(isa, C2))
+    j = fma(fma(p, u, fma(splat_f32(isa, C3), b, splat_f32(isa, C4))), u, b * C5)
+    k = bits_f32((float_bits(z) << 23) + ONE_BITS)  # 2**n
+    far = gt(vabs(n), f32(126.0))
+    ok = (lane(far, 0) | lane(far, 1) | lane(far, 2) | lane(far, 3)
+          | lane(far, 4) | lane(far, 5) | lane(far, 6) | lane(far, 7)) == 0  # fmt: skip
+    return fma(j, k, k), ok

@@ -420,6 +420,31 @@ def float_bits(typingctx, v):
 
 
 @intrinsic
+def bits_f32(typingctx, v):
+    """The F32xN whose lanes have the bits of the I32xN lanes (float_bits' inverse)."""
+    if not (isinstance(v, VecType) and v.kind == "i" and v.bits == 32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], F32[v.count].llvm())
+
+    return F32[v.count](v), codegen
+
+
+@intrinsic
+def round_f16(typingctx, v):
+    """F32xN lanes rounded to the nearest f16 (ties to even), as float32 again."""
+    if not (isinstance(v, VecType) and v.kind == "f"):
+        return None
+
+    def codegen(context, builder, signature, args):
+        halves = builder.fptrunc(args[0], ir.VectorType(ir.HalfType(), v.count))
+        return builder.fpext(halves, v.llvm())
+
+    return v(v), codegen
+
+
+@intrinsic
 def clamp_i32(typingctx, v, lo, hi):
     """min(max(v, lo), hi) lane-wise for I32xN and int scalars."""
     if not (isinstance(v, VecType) and v.kind == "i" and v.bits == 32):

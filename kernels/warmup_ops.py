@@ -14,6 +14,7 @@ from .attention import (
     _prepare_serial,
     score_scratch,
 )
+from .attention_prompt import attention_prompt
 from .ggml_sums import V8
 from .ops_act import geglu, swiglu
 from .ops_norm import add_rmsnorm, postnorm_add_rmsnorm, rmsnorm
@@ -54,6 +55,8 @@ def warm_float_ops() -> float:
         for prepare in (_prepare_serial, _prepare_parallel):
             prepare(q, k, v, positions, cos, sin, neox, norm, norm, use_qk_norm, eps, f32(1.0),
                     q_out, k_cache, v_cache)  # fmt: skip
-    for attend in (_attention_serial, _attention_parallel):
-        attend(V8, True, q_out, k_cache, v_cache, positions, 0, f32(0.25), f32(0.0), out, scores)
+    for attend in (_attention_serial, _attention_parallel):  # one token (decode)
+        attend(V8, q_out[:1], k_cache, v_cache, positions[:1], 0, f32(0.25), f32(0.0), out[:1],
+               scores)  # fmt: skip
+    attention_prompt(q_out, k_cache, v_cache, positions, 0, f32(0.25), f32(0.0), out, scores)
     return time.perf_counter() - t0

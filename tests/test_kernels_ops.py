@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
+import numba
 import numpy as np
 import pytest
 
@@ -288,10 +289,17 @@ def test_prepare_and_attention(n_head, n_kv_head, head_dim, window, cap, qk_norm
     # the multi-threaded paths compute exactly what the single-threaded ones do
     scratch = score_scratch(n_ctx)
     both = [np.empty_like(out), np.empty_like(out)]
-    for batched in (False, True):
-        for run, dst in zip((_attention_serial, _attention_parallel), both, strict=True):
-            run(V8, batched, q_out, k_cache, v_cache, positions, window, scale, cap, dst, scratch)
-        np.testing.assert_array_equal(both[0], both[1])
+    last = slice(n - 1, n)  # one token: the decode path
+    for run, dst in zip((_attention_serial, _attention_parallel), both, strict=True):
+        run(V8, q_out[last], k_cache, v_cache, positions[last], window, scale, cap, dst[last],
+            scratch)  # fmt: skip
+    np.testing.assert_array_equal(both[0][last], both[1][last])
+    threads = numba.get_num_threads()
+    for n_threads, dst in zip((1, threads), both, strict=True):  # the prompt path
+        numba.set_num_threads(n_threads)
+        attention(q_out, k_cache, v_cache, positions, window, scale, cap, dst, scratch)
+    numba.set_num_threads(threads)
+    np.testing.assert_array_equal(both[0], both[1])
     caches = [(np.zeros_like(k_cache), np.zeros_like(v_cache)) for _ in range(2)]
     for run, (kc, vc) in zip((_prepare_serial, _prepare_parallel), caches, strict=True):
         run(q, k, v, positions, *args, q_out, kc, vc)
@@ -352,8 +360,9 @@ def ref_ggml_attention(q, keys, values, scale, batched):
 
 
 def test_attention_sums_as_llama_cpp_does():
-    """Bit for bit against ggml's summation orders: a batch of 3 tokens (tinyBLAS) and a
-    single token (vec_dot_f16), at positions past 32 so that every class of cells is used."""
+    """Bit for bit against ggml's summation orders: batches of 38 tokens (several token blocks)
+    and of 3 (tinyBLAS), and a single token (vec_dot_f16) at a position past 32 so that every
+    class of cells is used."""
     n_head, n_kv_head, hd, n_ctx = 2, 1, 64, 64
     k_cache = np.zeros((n_kv_head, n_ctx, hd), np.uint16)
     v_cache = np.zeros_like(k_cache)
@@ -374,8 +383,6 @@ def test_attention_sums_as_llama_cpp_does():
                     k_cache, v_cache)  # fmt: skip
         out = np.empty((n, n_head * hd), np.float32)
         attention(q_out, k_cache, v_cache, positions, 0, scale, zero, out, scratch)
-        if start == 0:
-            continue
         keys, values = from_f16_bits(k_cache[0]), from_f16_bits(v_cache[0])
         for t in range(n):
             p = positions[t]
