@@ -75,6 +75,20 @@ def is_warm() -> bool:
     return any(next((Path(base) / name).glob("*.nbi"), None) for base in cache_bases())
 
 
+def warm_stamp(key: str) -> Path | None:
+    """A file that marks `key` (a set of kernels) as compiled into this source version's
+    cache, in the first cache directory that can be written; None if none can."""
+    name = "llamba-kernels-" + kernel_sources_hash()[:16]
+    for base in cache_bases():
+        directory = Path(base) / name
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        return directory / f"warm-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    return None
+
+
 def remove_stale(base_dir: str, keep: int = 3) -> None:
     """Delete all but the `keep` most recently used kernel cache directories under base_dir."""
     dirs = sorted(Path(base_dir).glob("llamba-kernels-*"), key=lambda p: p.stat().st_mtime)

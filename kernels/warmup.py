@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -10,6 +11,7 @@ import numpy as np
 
 from ..formats.ggml_types import TYPE_INFO, GGMLType
 from . import linear
+from .cache_locator import warm_stamp
 from .cpu_features import best_isa
 
 
@@ -49,10 +51,16 @@ def warmup(
     t0 = time.perf_counter()
     types = list(linear.SUPPORTED_TYPES) if types is None else [GGMLType(t) for t in types]
     isas = [best_isa()] if isas is None else list(isas)
-    if processes > 1 and len(types) > 1:
+    # once compiled, loading from the cache takes well under a second: worker processes
+    # (each starting Python and Numba) would only add to it
+    stamp = warm_stamp(repr((sorted(int(t) for t in types), sorted(isas))))
+    if processes > 1 and len(types) > 1 and not (stamp and stamp.exists()):
         shares = [[int(t) for t in types[i::processes]] for i in range(processes)]
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(processes, mp_context=context) as pool:
             list(pool.map(_warm_types, shares, [isas] * len(shares)))
     _warm_types([int(t) for t in types], isas)
+    if stamp:
+        with contextlib.suppress(OSError):
+            stamp.touch()
     return time.perf_counter() - t0

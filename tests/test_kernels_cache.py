@@ -88,3 +88,34 @@ def test_serial_and_parallel_prepare_agree():
         results.append((q_out, k_cache))
     assert np.array_equal(results[0][0], results[1][0])
     assert np.array_equal(results[0][1], results[1][1])
+
+
+WARMUP_SCRIPT = r"""
+import sys
+from llamba.formats.ggml_types import GGMLType
+from llamba.kernels import warmup as W
+
+if sys.argv[1] == "again":  # a warm cache must not start worker processes
+    class NoPool:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("worker processes started for a warm cache")
+    W.ProcessPoolExecutor = NoPool
+W.warmup(types=[GGMLType.Q4_0, GGMLType.Q8_0], processes=2)
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_warmup_compiles_in_workers_once(tmp_path):
+    """`llamba warmup` shares the compiling among processes the first time; once the kernels
+    are cached it loads them in-process (workers would cost more than the whole load)."""
+    for run in ("first", "again"):
+        r = subprocess.run(
+            [sys.executable, "-c", WARMUP_SCRIPT, run],
+            env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == ["ok"]
