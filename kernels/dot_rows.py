@@ -36,17 +36,38 @@ def dot_q4_0(w, xq, xd, xs, xsum):
     return acc
 
 
+@njit(inline="always")
+def _lanes_fma(codes, xq, b, dd, lanes):
+    """ggml's float order for a 32-weight block (as the tiles' legacy_exact_shape): lane k
+    adds the sum of its 4 code products, scaled by dd, with one rounding."""
+    for k in range(8):
+        isum = i32(0)
+        for j in range(4 * k, 4 * k + 4):
+            isum += codes[j] * i32(xq[b * 32 + j])
+        lanes[k] = fma32(f32(isum), dd, lanes[k])
+
+
+@njit(inline="always")
+def _hsum_lanes(lanes):
+    """hsum_float_8's tree."""
+    return ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + (
+        (lanes[1] + lanes[5]) + (lanes[3] + lanes[7])
+    )
+
+
 @njit(cache=True)
 def dot_q4_1(w, xq, xd, xs, xsum):
-    acc = f32(0.0)
+    lanes = np.zeros(8, f32)
+    codes = np.empty(32, i32)
+    summs = f32(0.0)
     for b in range(xd.size):
         o = b * 20
-        isum = i32(0)
         for j in range(16):
             q = i32(w[o + 4 + j])
-            isum += (q & 0xF) * i32(xq[b * 32 + j]) + (q >> 4) * i32(xq[b * 32 + 16 + j])
-        acc += read_f16(w, o) * xd[b] * f32(isum) + read_f16(w, o + 2) * xs[b]
-    return acc
+            codes[j], codes[16 + j] = q & 0xF, q >> 4
+        _lanes_fma(codes, xq, b, read_f16(w, o) * xd[b], lanes)
+        summs = summs + read_f16(w, o + 2) * xs[b]
+    return _hsum_lanes(lanes) + summs
 
 
 @njit(cache=True)
@@ -67,36 +88,31 @@ def dot_q5_0(w, xq, xd, xs, xsum):
 
 @njit(cache=True)
 def dot_q5_1(w, xq, xd, xs, xsum):
-    acc = f32(0.0)
+    lanes = np.zeros(8, f32)
+    codes = np.empty(32, i32)
+    summs = f32(0.0)
     for b in range(xd.size):
         o = b * 24
         qh = i32(read_u32(w, o + 4))
-        isum = i32(0)
         for j in range(16):
             q = i32(w[o + 8 + j])
-            lo = (q & 0xF) | (((qh >> j) & 1) << 4)
-            hi = (q >> 4) | (((qh >> (j + 16)) & 1) << 4)
-            isum += lo * i32(xq[b * 32 + j]) + hi * i32(xq[b * 32 + 16 + j])
-        acc += read_f16(w, o) * xd[b] * f32(isum) + read_f16(w, o + 2) * xs[b]
-    return acc
+            codes[j] = (q & 0xF) | (((qh >> j) & 1) << 4)
+            codes[16 + j] = (q >> 4) | (((qh >> (j + 16)) & 1) << 4)
+        _lanes_fma(codes, xq, b, read_f16(w, o) * xd[b], lanes)
+        summs = summs + read_f16(w, o + 2) * xs[b]
+    return _hsum_lanes(lanes) + summs
 
 
 @njit(cache=True)
 def dot_q8_0(w, xq, xd, xs, xsum):
-    # ggml's float order (as the tiles' q8_0_exact_shape): 8 partial sums of 4 weights per
-    # block, each scaled and accumulated with one rounding, added up as hsum_float_8 does
     lanes = np.zeros(8, f32)
+    codes = np.empty(32, i32)
     for b in range(xd.size):
         o = b * 34
-        dd = read_f16(w, o) * xd[b]
-        for k in range(8):
-            isum = i32(0)
-            for j in range(4 * k, 4 * k + 4):
-                isum += i32(np.int8(w[o + 2 + j])) * i32(xq[b * 32 + j])
-            lanes[k] = fma32(f32(isum), dd, lanes[k])
-    return ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + (
-        (lanes[1] + lanes[5]) + (lanes[3] + lanes[7])
-    )
+        for j in range(32):
+            codes[j] = i32(np.int8(w[o + 2 + j]))
+        _lanes_fma(codes, xq, b, read_f16(w, o) * xd[b], lanes)
+    return _hsum_lanes(lanes)
 
 
 @njit(cache=True)

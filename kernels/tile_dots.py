@@ -98,25 +98,27 @@ def legacy_shape(codes, block_scales, offset, has_m, per_flush, quant_words=0):
     return dot
 
 
-def q8_0_exact_shape(codes, block_scales, quant_words):
-    """The dot of a Q8_0 block in ggml's float order, for llama.cpp's tokens on Q8_0 files:
-    each of a row's 8 partial sums (ggml's 8 lanes, weights 4k .. 4k + 3 of every block) is
-    scaled and accumulated on its own, and acc_total adds them up as hsum_float_8 does. One
-    sum per row, as the other shapes keep, rounds differently in the last bit; 8-bit
-    activations downstream turn that into logit differences of up to 1."""
+def legacy_exact_shape(codes, block_scales, has_m, signed, quant_words):
+    """The dot of a 32-weight block in ggml's float order, for llama.cpp's tokens on files of
+    these types (Q8_0, Q4_1, Q5_1: no code offset): each of a row's 8 partial sums (ggml's
+    8 lanes, weights 4k .. 4k + 3 of every block) is scaled and accumulated on its own, and
+    acc_total adds them up as hsum_float_8 does. With a block minimum, m * s accumulates in a
+    ninth sum, added last (ggml's `summs`). One sum per row, as the other shapes keep, rounds
+    differently in the last bit; 8-bit activations downstream turn that into logit
+    differences of up to 1."""
 
     @njit(inline="always")
     def part(isa, qs, tb, lane0, k, xq, b, dd, f):  # word k: ggml's lane k
-        s = dot_s8s8(isa, zeros_i32(isa), codes(isa, qs, tb, lane0, k // 4, k % 4),
-                     act(isa, xq, b * 8 + k))  # fmt: skip
+        c = codes(isa, qs, tb, lane0, k // 4, k % 4)
+        a = act(isa, xq, b * 8 + k)
+        if signed:
+            s = dot_s8s8(isa, zeros_i32(isa), c, a)
+        else:  # unsigned codes times signed bytes, widened: the lane's 4 products
+            s = pflush(isa, zeros_i32(isa), pdot(isa, pzero(isa), c, a))
         return fma(to_f32(s), dd, f)
 
     @njit(inline="always")
-    def dot(isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc):
-        prefetch_lines(qs, tb, quant_words, 0, quant_words)
-        d, _ = block_scales(isa, dh, tb, lane0)
-        dd = d * xd[b]
-        f0, f1, f2, f3, f4, f5, f6, f7 = facc
+    def sums(isa, qs, tb, lane0, xq, b, dd, f0, f1, f2, f3, f4, f5, f6, f7):
         return (
             part(isa, qs, tb, lane0, 0, xq, b, dd, f0),
             part(isa, qs, tb, lane0, 1, xq, b, dd, f1),
@@ -128,7 +130,32 @@ def q8_0_exact_shape(codes, block_scales, quant_words):
             part(isa, qs, tb, lane0, 7, xq, b, dd, f7),
         )
 
+    if has_m:
+
+        @njit(inline="always")
+        def dot(isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc):
+            prefetch_lines(qs, tb, quant_words, 0, quant_words)
+            d, m = block_scales(isa, dh, tb, lane0)
+            f0, f1, f2, f3, f4, f5, f6, f7, fm = facc
+            f0, f1, f2, f3, f4, f5, f6, f7 = sums(isa, qs, tb, lane0, xq, b, d * xd[b], f0, f1,
+                                                  f2, f3, f4, f5, f6, f7)  # fmt: skip
+            return f0, f1, f2, f3, f4, f5, f6, f7, SUMMS(m, splat_f32(isa, xs[b]), fm)
+
+        return dot
+
+    @njit(inline="always")
+    def dot(isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc):
+        prefetch_lines(qs, tb, quant_words, 0, quant_words)
+        d, _ = block_scales(isa, dh, tb, lane0)
+        f0, f1, f2, f3, f4, f5, f6, f7 = facc
+        return sums(isa, qs, tb, lane0, xq, b, d * xd[b], f0, f1, f2, f3, f4, f5, f6, f7)
+
     return dot
+
+
+@njit(inline="always")
+def SUMMS(m, s, acc):
+    return acc + m * s
 
 
 def kquant_shape(codes, group, block_scales, group_words, per_flush, quant_words=0):
@@ -256,14 +283,15 @@ def no_group(isa, sc, tb, lane0, g):
 DOTS, DOTS_UNPACKED, UNPACKERS = {}, {}, {}
 DOTS_PAIR = {}
 # types whose rows keep 8 partial sums (ggml's lanes) instead of one: a tuple of 8 vectors
-# from acc_zero to acc_total. They have no unpacked (prefill) shapes, whose accumulators
-# live in memory one vector per token: matmul runs them one token at a time. These are the
-# signed-code types (Q8_0), whose ggml order this keeps.
-SPLIT_SUMS = set()
+# (9 with a block minimum) from acc_zero to acc_total. They have no unpacked (prefill)
+# shapes, whose accumulators live in memory one vector per token: matmul runs them one token
+# at a time. These are the types without a code offset (Q8_0, Q4_1, Q5_1), whose ggml order
+# this keeps; type -> whether it has the minimum's sum.
+SPLIT_SUMS = {}
 for _t, (_codes, _scales, _offset, _has_m, _signed, _per_flush) in LEGACY_PARTS.items():
-    if _signed:
-        SPLIT_SUMS.add(_t)
-        DOTS[_t] = q8_0_exact_shape(_codes, _scales, QUANT_WORDS[_t])
+    if _offset == 0:
+        SPLIT_SUMS[_t] = _has_m
+        DOTS[_t] = legacy_exact_shape(_codes, _scales, _has_m, _signed, QUANT_WORDS[_t])
         continue
     DOTS_PAIR[_t] = legacy_pair_shape(_offset, _has_m, _per_flush)
     DOTS[_t] = legacy_shape(_codes, _scales, _offset, _has_m, _per_flush, QUANT_WORDS[_t])
@@ -336,6 +364,13 @@ def _tile_unpack(qtype, isa, qs, sc, dh, tb, lane0, codes_buf, groups_buf, float
 def _acc_zero(qtype, isa):
     if not _known(qtype):
         return None
+    if SPLIT_SUMS.get(qtype.value):  # with the minimum's sum
+
+        def impl(qtype, isa):
+            z = zeros_f32(isa)
+            return z, z, z, z, z, z, z, z, z
+
+        return impl
     if qtype.value in SPLIT_SUMS:
 
         def impl(qtype, isa):
@@ -354,6 +389,13 @@ def _acc_zero(qtype, isa):
 def _acc_total(qtype, isa, facc):
     if not _known(qtype):
         return None
+    if SPLIT_SUMS.get(qtype.value):
+
+        def impl(qtype, isa, facc):  # hsum_float_8's pairing of the 8 lanes, then summs
+            f0, f1, f2, f3, f4, f5, f6, f7, fm = facc
+            return (((f0 + f4) + (f2 + f6)) + ((f1 + f5) + (f3 + f7))) + fm
+
+        return impl
     if qtype.value in SPLIT_SUMS:
 
         def impl(qtype, isa, facc):  # hsum_float_8's pairing of the 8 lanes

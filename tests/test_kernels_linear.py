@@ -152,43 +152,68 @@ def test_bad_inputs_raise_clear_errors():
         linear.matvec(pw, np.zeros(64, np.float32), np.zeros(16, np.float32), isa="sse9")
 
 
-def ref_q8_0_ggml(raw: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Q8_0 W @ x as ggml computes it on x86: activations quantized as quantize_row_q8_0
-    does there (d = amax / 127, codes rint(x * 127 / amax)), then per row 8 float lanes, lane
-    l accumulating fma(sum of its 4 code products, d_w * d_x) over the blocks, and
-    hsum_float_8's tree at the end."""
+def ggml_codes(name: str, raw: np.ndarray):
+    """(d, m or None, codes) of a Q8_0 / Q4_1 / Q5_1 matrix's blocks: (n_out, nb) float32
+    scales and (n_out, nb, 32) int64 codes in weight order."""
     f32 = np.float32
+    block = {"Q8_0": 34, "Q4_1": 20, "Q5_1": 24}[name]
+    blocks = raw.reshape(raw.shape[0], -1, block)
+    d = blocks[:, :, :2].copy().view(np.float16)[..., 0].astype(f32)
+    if name == "Q8_0":
+        return d, None, blocks[:, :, 2:].view(np.int8).astype(np.int64)
+    m = blocks[:, :, 2:4].copy().view(np.float16)[..., 0].astype(f32)
+    qs = blocks[:, :, -16:].astype(np.int64)
+    codes = np.concatenate([qs & 0xF, qs >> 4], axis=-1)
+    if name == "Q5_1":
+        qh = blocks[:, :, 4:8].copy().view(np.uint32)[..., 0].astype(np.int64)
+        codes |= ((qh[..., None] >> np.arange(32)) & 1) << 4
+    return d, m, codes
+
+
+def ref_legacy_ggml(name: str, raw: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Q8_0 / Q4_1 / Q5_1 W @ x as ggml computes it on x86 (vec_dot_q8_0_q8_0,
+    vec_dot_q4_1_q8_1, vec_dot_q5_1_q8_1; tinyBLAS sums Q8_0 batches in the same order):
+    activations quantized as quantize_row_q8_0 / q8_1 do there (d = amax / 127, codes
+    rint(x * 127 / amax), s = f16(d * sum of codes)); then per row 8 float lanes, lane l
+    accumulating fma(sum of its 4 code products, d_w * d_x) over the blocks, hsum_float_8's
+    tree, and for Q4_1 / Q5_1 the float sum of m * s over the blocks added last."""
+    f32 = np.float32
+    w_d, w_m, w_q = ggml_codes(name, raw)
     n_out = raw.shape[0]
-    blocks = raw.reshape(n_out, -1, 34)
-    w_d = blocks[:, :, :2].copy().view(np.float16)[..., 0].astype(f32)  # (n_out, nb)
-    w_q = blocks[:, :, 2:].view(np.int8).astype(np.int64)  # (n_out, nb, 32)
     xb = x.reshape(x.shape[0], -1, 32)
     amax = np.abs(xb).max(-1)
     with np.errstate(divide="ignore"):
         inv = np.where(amax > 0, f32(127.0) / amax, f32(0.0)).astype(f32)
     x_q = np.rint(xb * inv[..., None]).astype(np.int64)  # (n_tok, nb, 32)
-    x_d = (amax / f32(127.0)).astype(f32).astype(np.float16).astype(f32)
+    d_x = (amax / f32(127.0)).astype(f32)
+    x_d = d_x.astype(np.float16).astype(f32)
+    x_s = (d_x * x_q.sum(-1).astype(f32)).astype(np.float16).astype(f32)
     out = np.empty((x.shape[0], n_out), f32)
     for t in range(x.shape[0]):
         lane_sums = (w_q * x_q[t]).reshape(n_out, -1, 8, 4).sum(-1)  # (n_out, nb, 8) exact
         dd = (w_d * x_d[t]).astype(f32)  # (n_out, nb)
         acc = np.zeros((n_out, 8), f32)
+        summs = np.zeros(n_out, f32)
         for b in range(dd.shape[1]):
             acc = (np.longdouble(lane_sums[:, b]) * dd[:, b, None] + acc).astype(f32)
+            if w_m is not None:
+                summs = summs + w_m[:, b] * x_s[t, b]
         out[t] = ((acc[:, 0] + acc[:, 4]) + (acc[:, 2] + acc[:, 6])) + (
             (acc[:, 1] + acc[:, 5]) + (acc[:, 3] + acc[:, 7])
         )
+        out[t] += summs
     return out
 
 
-def test_q8_0_sums_as_ggml_does():
-    """Q8_0 results are llama.cpp's to the bit (its vec_dot_q8_0_q8_0 and tinyBLAS order),
-    tiled rows and tail rows, one token and many, on every instruction-set path."""
-    raw = make_weight("Q8_0", 37, 576)
-    pw = linear.pack_weight(raw, "Q8_0", 576)
+@pytest.mark.parametrize("name", ["Q8_0", "Q4_1", "Q5_1"])
+def test_legacy_sums_as_ggml_does(name):
+    """Q8_0, Q4_1 and Q5_1 results are llama.cpp's to the bit (its vec_dot and tinyBLAS
+    order), tiled rows and tail rows, one token and many, on every instruction-set path."""
+    raw = make_weight(name, 37, 576)
+    pw = linear.pack_weight(raw, name, 576)
     x = np.random.default_rng(3).standard_normal((6, 576)).astype(np.float32)
     x[1] *= 50.0
-    want = ref_q8_0_ggml(raw, x)
+    want = ref_legacy_ggml(name, raw, x)
     for isa in ISAS:
         np.testing.assert_array_equal(run_matmul(pw, x, isa), want)
         vec = np.empty(37, np.float32)
