@@ -52,7 +52,7 @@ def _cell_blocks(p, window, first):
     return c_lo - c_lo % 8, (c_hi + 7) // 8 * 8
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _softmax_row(isa, s, base, p, window, first, softcap):
     """Softmax of one token's scores s[base + c] over its visible cells, in place; the cells
     around them, to the 8-aligned ends, become 0. ggml sums the exponentials of each 8 cells
@@ -99,7 +99,7 @@ def _exp_block(isa, s, c0, peak, c_lo, c_hi):
         s[c] = expf(s[c] - peak) if c_lo <= c < c_hi else np.float32(0.0)
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _dot8(isa, a, a_base, a_step, b, b_base, n):
     """hsum8x8 of eight chains: chain i sums a[a_base + i*a_step + k] * b[b_base + k] over k
     in 0 .. n-1, 8 lanes at a time."""
