@@ -140,7 +140,7 @@ def prepare_qkv(
         q_out, k_cache, v_cache)  # fmt: skip
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _attend(isa, item, q, k_cache, v_cache, positions, window, scale, softcap, out, s, cls):
     """One (token, query head) of a single-token call: scores into s, softmax, weighted sum
     of values into out. Sums run in llama.cpp's order for one token (ggml_sums): its f16
