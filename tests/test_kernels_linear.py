@@ -153,26 +153,30 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def ggml_codes(name: str, raw: np.ndarray):
-    """(d, m or None, codes) of a Q8_0 / Q4_1 / Q5_1 matrix's blocks: (n_out, nb) float32
-    scales and (n_out, nb, 32) int64 codes in weight order."""
+    """(d, m or None, codes) of a Q8_0 / Q4_1 / Q5_0 / Q5_1 matrix's blocks: (n_out, nb)
+    float32 scales and (n_out, nb, 32) int64 codes (with Q5_0's offset) in weight order."""
     f32 = np.float32
-    block = {"Q8_0": 34, "Q4_1": 20, "Q5_1": 24}[name]
+    block = {"Q8_0": 34, "Q4_1": 20, "Q5_0": 22, "Q5_1": 24}[name]
     blocks = raw.reshape(raw.shape[0], -1, block)
     d = blocks[:, :, :2].copy().view(np.float16)[..., 0].astype(f32)
     if name == "Q8_0":
         return d, None, blocks[:, :, 2:].view(np.int8).astype(np.int64)
-    m = blocks[:, :, 2:4].copy().view(np.float16)[..., 0].astype(f32)
     qs = blocks[:, :, -16:].astype(np.int64)
     codes = np.concatenate([qs & 0xF, qs >> 4], axis=-1)
-    if name == "Q5_1":
-        qh = blocks[:, :, 4:8].copy().view(np.uint32)[..., 0].astype(np.int64)
+    if name in ("Q5_0", "Q5_1"):
+        at = 2 if name == "Q5_0" else 4
+        qh = blocks[:, :, at : at + 4].copy().view(np.uint32)[..., 0].astype(np.int64)
         codes |= ((qh[..., None] >> np.arange(32)) & 1) << 4
+    if name == "Q5_0":
+        return d, None, codes - 16
+    m = blocks[:, :, 2:4].copy().view(np.float16)[..., 0].astype(f32)
     return d, m, codes
 
 
 def ref_legacy_ggml(name: str, raw: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Q8_0 / Q4_1 / Q5_1 W @ x as ggml computes it on x86 (vec_dot_q8_0_q8_0,
-    vec_dot_q4_1_q8_1, vec_dot_q5_1_q8_1; tinyBLAS sums Q8_0 batches in the same order):
+    """Q8_0 / Q4_1 / Q5_0 / Q5_1 W @ x as ggml computes it on x86 (vec_dot_q8_0_q8_0,
+    vec_dot_q4_1_q8_1, vec_dot_q5_0_q8_0, vec_dot_q5_1_q8_1; tinyBLAS sums Q8_0 and Q5_0
+    batches in the same order):
     activations quantized as quantize_row_q8_0 / q8_1 do there (d = amax / 127, codes
     rint(x * 127 / amax), s = f16(d * sum of codes)); then per row 8 float lanes, lane l
     accumulating fma(sum of its 4 code products, d_w * d_x) over the blocks, hsum_float_8's
@@ -205,10 +209,12 @@ def ref_legacy_ggml(name: str, raw: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("name", ["Q8_0", "Q4_1", "Q5_1"])
+@pytest.mark.parametrize("name", ["Q8_0", "Q4_1", "Q5_0", "Q5_1"])
 def test_legacy_sums_as_ggml_does(name):
-    """Q8_0, Q4_1 and Q5_1 results are llama.cpp's to the bit (its vec_dot and tinyBLAS
-    order), tiled rows and tail rows, one token and many, on every instruction-set path."""
+    """Q8_0, Q4_1, Q5_0 and Q5_1 results are llama.cpp's to the bit (its vec_dot and
+    tinyBLAS order), tiled rows and tail rows, one token and many, on every instruction-set
+    path. (Q4_0 it repacks on AVX2, into kernels with one float sum per row and block, as
+    llamba's plain shape keeps; the model tests check that file.)"""
     raw = make_weight(name, 37, 576)
     pw = linear.pack_weight(raw, name, 576)
     x = np.random.default_rng(3).standard_normal((6, 576)).astype(np.float32)
