@@ -25,7 +25,6 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from . import type_ids as T
 from .repack import LAYOUTS
 from .simd import (
     fma,
@@ -99,13 +98,14 @@ def legacy_shape(codes, block_scales, offset, has_m, per_flush, quant_words=0):
     return dot
 
 
-def legacy_exact_shape(codes, block_scales, offset, has_m, signed, quant_words):
+def legacy_exact_shape(codes, block_scales, has_m, signed, quant_words):
     """The dot of a 32-weight block in ggml's float order, for llama.cpp's tokens on files of
-    these types: each of a row's 8 partial sums (ggml's 8 lanes, weights 4k .. 4k + 3 of
-    every block) is scaled and accumulated on its own, and acc_total adds them up as
-    hsum_float_8 does. With a block minimum, m * s accumulates in a ninth sum, added last
-    (ggml's `summs`). One sum per row, as the other shapes keep, rounds differently in the
-    last bit; 8-bit activations downstream turn that into logit differences of up to 1."""
+    these types (Q8_0, Q4_1, Q5_1: no code offset): each of a row's 8 partial sums (ggml's
+    8 lanes, weights 4k .. 4k + 3 of every block) is scaled and accumulated on its own, and
+    acc_total adds them up as hsum_float_8 does. With a block minimum, m * s accumulates in a
+    ninth sum, added last (ggml's `summs`). One sum per row, as the other shapes keep, rounds
+    differently in the last bit; 8-bit activations downstream turn that into logit
+    differences of up to 1."""
 
     @njit(inline="always")
     def part(isa, qs, tb, lane0, k, xq, b, dd, f):  # word k: ggml's lane k
@@ -115,8 +115,6 @@ def legacy_exact_shape(codes, block_scales, offset, has_m, signed, quant_words):
             s = dot_s8s8(isa, zeros_i32(isa), c, a)
         else:  # unsigned codes times signed bytes, widened: the lane's 4 products
             s = pflush(isa, zeros_i32(isa), pdot(isa, pzero(isa), c, a))
-            if offset:  # (code - offset) * x: less offset times the lane's activations
-                s = s - np.int32(offset) * _byte_sum(xq[b * 8 + k])
         return fma(to_f32(s), dd, f)
 
     @njit(inline="always")
@@ -158,13 +156,6 @@ def legacy_exact_shape(codes, block_scales, offset, has_m, signed, quant_words):
 @njit(inline="always")
 def SUMMS(m, s, acc):
     return acc + m * s
-
-
-@njit(inline="always")
-def _byte_sum(word):
-    """The sum of the 4 signed bytes of an int32 word."""
-    return (np.int32(np.int8(word)) + np.int32(np.int8(word >> 8))
-            + np.int32(np.int8(word >> 16)) + np.int32(np.int8(word >> 24)))  # fmt: skip
 
 
 def kquant_shape(codes, group, block_scales, group_words, per_flush, quant_words=0):
@@ -294,16 +285,16 @@ DOTS_PAIR = {}
 # types whose rows keep 8 partial sums (ggml's lanes) instead of one: a tuple of 8 vectors
 # (9 with a block minimum) from acc_zero to acc_total. They have no unpacked (prefill)
 # shapes, whose accumulators live in memory one vector per token: matmul runs them one token
-# at a time. These are the types whose ggml order on x86 keeps 8 lanes (vec_dot and
-# tinyBLAS); type -> whether it has the minimum's sum. Not Q4_0: llama.cpp repacks it on
-# AVX2 (q4_0_8x8) into kernels with one sum per row, the order the plain shape keeps.
+# at a time. These are the types without a code offset (Q8_0, Q4_1, Q5_1), whose ggml order
+# this keeps; type -> whether it has the minimum's sum. Q4_0 needs no split: llama.cpp
+# repacks it on AVX2 (q4_0_8x8) into kernels with one float sum per row, as the plain shape.
+# Q5_0 keeps the fast shapes too: its 8-lane order cost Gemma's prefill 5x in its gate/up
+# projections (no unpacked batch path), and Gemma's files also hold k-quants, not exact.
 SPLIT_SUMS = {}
-EIGHT_LANE_TYPES = (T.Q8_0, T.Q4_1, T.Q5_0, T.Q5_1)
 for _t, (_codes, _scales, _offset, _has_m, _signed, _per_flush) in LEGACY_PARTS.items():
-    if _t in EIGHT_LANE_TYPES:
+    if _offset == 0:
         SPLIT_SUMS[_t] = _has_m
-        DOTS[_t] = legacy_exact_shape(_codes, _scales, _offset, _has_m, _signed,
-                                      QUANT_WORDS[_t])  # fmt: skip
+        DOTS[_t] = legacy_exact_shape(_codes, _scales, _has_m, _signed, QUANT_WORDS[_t])
         continue
     DOTS_PAIR[_t] = legacy_pair_shape(_offset, _has_m, _per_flush)
     DOTS[_t] = legacy_shape(_codes, _scales, _offset, _has_m, _per_flush, QUANT_WORDS[_t])
