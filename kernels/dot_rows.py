@@ -166,6 +166,7 @@ def dot_q45_k(w, xq, xd, xs, xsum, has_high_bit):
     block = 176 if has_high_bit else 144
     qs_at = 48 if has_high_bit else 16
     acc = f32(0.0)
+    acc_min = f32(0.0)
     for b in range(xd.size):
         o = b * block
         isum = i32(0)
@@ -183,29 +184,39 @@ def dot_q45_k(w, xq, xd, xs, xsum, has_high_bit):
             msum += i32(mn) * (xsum[b * 16 + 2 * j] + xsum[b * 16 + 2 * j + 1])
         d = read_f16(w, o) * xd[b]
         dmin = read_f16(w, o + 2) * xd[b]
-        acc += d * f32(isum) - dmin * f32(msum)
-    return acc
+        if has_high_bit:
+            acc += d * f32(isum) - dmin * f32(msum)
+        else:  # Q4_K as llama.cpp's repacked gemv (tile_dots.SPLIT_MIN): two sums
+            acc = fma32(f32(isum), d, acc)
+            acc_min = fma32(f32(msum), dmin, acc_min)
+    return acc if has_high_bit else acc - acc_min
 
 
 @njit(cache=True)
 def dot_q6_k(w, xq, xd, xs, xsum):
-    acc = f32(0.0)
+    # ggml's order (vec_dot_q6_K_q8_K on AVX2, as the tiles' q6_k_exact_shape): 8 lanes; lane
+    # l sums the scaled products of weights 128n + 32p + 4l .. + 3 (n < 2, p < 4) less 32 times
+    # the scaled activation sums of groups 2l and 2l + 1, then fma(lane, d_w * d_x) per block
+    lanes = np.zeros(8, f32)
     for b in range(xd.size):
         o = b * 210
-        isum = i32(0)
-        for g in range(16):  # g = n*8 + part*2 + i: 16 weights at 128n + 32part + 16i
-            n, rest = divmod(g, 8)
-            part, i = divmod(rest, 2)
-            gsum = i32(0)
-            for k16 in range(16):
-                k = i * 16 + k16
-                ql = i32(w[o + n * 64 + (part & 1) * 32 + k]) >> (4 * (part >> 1))
-                qh = i32(w[o + 128 + n * 32 + k]) >> (2 * part)
-                q = ((ql & 0xF) | ((qh & 3) << 4)) - 32
-                gsum += q * i32(xq[b * 256 + n * 128 + part * 32 + k])
-            isum += i32(np.int8(w[o + 192 + n * 8 + part * 2 + i])) * gsum
-        acc += read_f16(w, o + 208) * xd[b] * f32(isum)
-    return acc
+        for lane in range(8):
+            isum = i32(0)
+            for n in range(2):
+                for part in range(4):
+                    gsum = i32(0)
+                    for t in range(4):
+                        k = 4 * lane + t  # byte of the 32 at 128n + 32part
+                        ql = i32(w[o + n * 64 + (part & 1) * 32 + k]) >> (4 * (part >> 1))
+                        qh = i32(w[o + 128 + n * 32 + k]) >> (2 * part)
+                        q = (ql & 0xF) | ((qh & 3) << 4)
+                        gsum += q * i32(xq[b * 256 + n * 128 + part * 32 + k])
+                    g = n * 8 + part * 2 + lane // 4
+                    isum += i32(np.int8(w[o + 192 + g])) * gsum
+            for g in (2 * lane, 2 * lane + 1):
+                isum -= 32 * i32(np.int8(w[o + 192 + g])) * xsum[b * 16 + g]
+            lanes[lane] = fma32(f32(isum), read_f16(w, o + 208) * xd[b], lanes[lane])
+    return _hsum_lanes(lanes)
 
 
 @njit(cache=True)

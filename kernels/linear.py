@@ -26,7 +26,7 @@ from .ggml_sums import V8
 from .repack import TILE, dequantize_tiled_rows, layout_table, tile_blocks
 from .rows_f16 import linear_f16
 from .static import DirectCall, static
-from .tile_dots import SPLIT_SUMS
+from .tile_dots import SPLIT_SUMS, TILED_FROM, TILED_ORDER
 from .tiled import (
     FLOAT_BF16,
     FLOAT_F32,
@@ -182,7 +182,9 @@ def matmul(w: PackedWeight, x: np.ndarray, out: np.ndarray, isa: str | None = No
     _check_matmul(w, x, out)
     if w.quants is not None:
         token = isa_token(isa)
-        one_at_a_time = x.shape[0] < BATCH_FROM or int(w.ggml_type) in SPLIT_SUMS
+        t = int(w.ggml_type)
+        tiled_batch = t in TILED_ORDER and x.shape[0] >= TILED_FROM  # llama.cpp's order there
+        one_at_a_time = x.shape[0] < BATCH_FROM or (t in SPLIT_SUMS and not tiled_batch)
         kernel = _linear_blocks if one_at_a_time else _linear_blocks_batch
         kernel((token, w.qtype_token), token, w.qtype_token, w.n_tiles, w.quants, w.scales,
                w.halves, x, out)  # fmt: skip

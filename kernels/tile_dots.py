@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from . import type_ids as T
 from .repack import LAYOUTS
 from .simd import (
     fma,
@@ -153,16 +154,64 @@ def legacy_exact_shape(codes, block_scales, has_m, signed, quant_words):
     return dot
 
 
+def q6_k_exact_shape(codes, group, block_scales, quant_words):
+    """The dot of a Q6_K super-block in ggml's float order (vec_dot_q6_K_q8_K on AVX2, for
+    single tokens and batches alike): 8 lanes per row; lane l holds the scaled products of
+    word l % 4 of the groups 8n + 2p + l // 4 (weights 128n + 32p + 4l .. + 3) less 32 times
+    the scaled activation sums of groups 2l and 2l + 1, then fma(lane, d_w * d_x)."""
+
+    @njit(inline="always")
+    def lane_sum(isa, qs, sc, tb, lane0, xq, xsum, b, lane):
+        s = zeros_i32(isa)
+        for n in range(2):
+            for p in range(4):
+                g = 8 * n + 2 * p + lane // 4
+                scale, _ = group(isa, sc, tb, lane0, g)
+                part = pdot(isa, pzero(isa), codes(isa, qs, tb, lane0, g, lane % 4),
+                            act(isa, xq, b * 64 + 4 * g + lane % 4))  # fmt: skip
+                s = pflush_scaled(isa, s, part, scale)
+        for g in (2 * lane, 2 * lane + 1):
+            scale, _ = group(isa, sc, tb, lane0, g)
+            s = s - scale * np.int32(32 * xsum[b * 16 + g])
+        return s
+
+    @njit(inline="always")
+    def dot(isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc):
+        prefetch_lines(qs, tb, quant_words, 0, quant_words)
+        d, _ = block_scales(isa, dh, tb, lane0)
+        dd = d * xd[b]
+        f0, f1, f2, f3, f4, f5, f6, f7 = facc
+        return (
+            fma(to_f32(lane_sum(isa, qs, sc, tb, lane0, xq, xsum, b, 0)), dd, f0),
+            fma(to_f32(lane_sum(isa, qs, sc, tb, lane0, xq, xsum, b, 1)), dd, f1),
+            fma(to_f32(lane_sum(isa, qs, sc, tb, lane0, xq, xsum, b, 2)), dd, f2),
+            fma(to_f32(lane_sum(isa, qs, sc, tb, lane0, xq, xsum, b, 3)), dd, f3),
+            fma(to_f32(lane_sum(isa, qs, sc, tb, lane0, xq, xsum, b, 4)), dd, f4),
+            fma(to_f32(lane_sum(isa, qs, sc, tb, lane0, xq, xsum, b, 5)), dd, f5),
+            fma(to_f32(lane_sum(isa, qs, sc, tb, lane0, xq, xsum, b, 6)), dd, f6),
+            fma(to_f32(lane_sum(isa, qs, sc, tb, lane0, xq, xsum, b, 7)), dd, f7),
+        )
+
+    return dot
+
+
 @njit(inline="always")
 def SUMMS(m, s, acc):
     return acc + m * s
 
 
-def kquant_shape(codes, group, block_scales, group_words, per_flush, quant_words=0):
+def kquant_shape(codes, group, block_scales, group_words, per_flush, quant_words=0,
+                 split_min=False, per_pair=False, tiled_order=False):  # fmt: skip
     """The dot of a 256-weight super-block: d * sum_g scale_g * sum(code * x) - dm * sum_g
     min_g * bsum_g over its scale groups of 4 * group_words weights. quant_words > 0:
     prefetch that many words of the block ahead, a share with each group (spread out, so
-    that few line fills are outstanding at once)."""
+    that few line fills are outstanding at once).
+
+    split_min: the two terms accumulate apart, (f, fm), subtracted by acc_total, as
+    llama.cpp's repacked Q4_K kernels sum; per_pair: in float after every two groups (its
+    gemm, for prompt batches) instead of once per super-block (its gemv). tiled_order: as
+    llama.cpp's "tiled" K-quant kernel sums batches of 8 tokens or more (Q6_K here): the
+    super-block's whole integer times d_w, then fma with d_x."""
     sums_per_group = group_words // 4  # activation bsums (of 16) per scale group
     n_groups = 64 // group_words
 
@@ -185,7 +234,20 @@ def kquant_shape(codes, group, block_scales, group_words, per_flush, quant_words
             if sums_per_group == 2:
                 bsum += xsum[b * 16 + 2 * g + 1]
             msum = msum + mn * np.int32(bsum)
+            if per_pair and g % 2 == 1:
+                d, dm = block_scales(isa, dh, tb, lane0)
+                f, fm = facc
+                facc = fma(to_f32(isum), d * xd[b], f), fma(to_f32(msum), dm * xd[b], fm)
+                isum = zeros_i32(isa)
+                msum = zeros_i32(isa)
+        if per_pair:
+            return facc
         d, dm = block_scales(isa, dh, tb, lane0)
+        if tiled_order:
+            return fma(to_f32(isum - msum) * d, splat_f32(isa, xd[b]), facc)
+        if split_min:
+            f, fm = facc
+            return fma(to_f32(isum), d * xd[b], f), fma(to_f32(msum), dm * xd[b], fm)
         facc = fma(to_f32(isum), d * xd[b], facc)
         return fma(to_f32(msum), dm * (-xd[b]), facc)
 
@@ -301,10 +363,32 @@ for _t, (_codes, _scales, _offset, _has_m, _signed, _per_flush) in LEGACY_PARTS.
     DOTS_UNPACKED[_t] = legacy_shape(unpacked_codes_reader(4), unpacked_block_scales, _offset,
                                      _has_m, _per_flush)  # fmt: skip
     UNPACKERS[_t] = unpacker(_codes, no_group, _scales, 4, 0, 2)
+# types whose rows keep the minimum's sum apart, (f, fm) -> f - fm, as llama.cpp's kernels for
+# them sum on AVX2: Q4_K, which it repacks (q4_K_8x8). Its gemv (single tokens, and a batch's
+# last n % 4) scales once per super-block; its gemm (the batch's first n - n % 4 tokens)
+# after every 64 weights: DOTS_UNPACKED_GEMM.
+SPLIT_MIN = {T.Q4_K}
+DOTS_UNPACKED_GEMM = {}
+# Q6_K: llama.cpp's vec_dot order (8 lanes) for fewer than TILED_FROM tokens, its tiled
+# kernel's order (one sum per row) in batches from TILED_FROM tokens: linear.matmul routes
+TILED_ORDER = {T.Q6_K}
+TILED_FROM = 8
 for _t, (_codes, _group, _scales, _words, _per_flush) in KQUANT_PARTS.items():
-    DOTS[_t] = kquant_shape(_codes, _group, _scales, _words, _per_flush, QUANT_WORDS[_t])
+    if _t in TILED_ORDER:
+        SPLIT_SUMS[_t] = False
+        DOTS[_t] = q6_k_exact_shape(_codes, _group, _scales, QUANT_WORDS[_t])
+        UNPACKERS[_t] = unpacker(_codes, _group, _scales, _words, 64 // _words)
+        DOTS_UNPACKED[_t] = kquant_shape(unpacked_codes_reader(_words), unpacked_group,
+                                         unpacked_block_scales, _words, _per_flush, 0,
+                                         tiled_order=True)  # fmt: skip
+        continue
+    _split = _t in SPLIT_MIN
+    DOTS[_t] = kquant_shape(_codes, _group, _scales, _words, _per_flush, QUANT_WORDS[_t], _split)
     DOTS_UNPACKED[_t] = kquant_shape(unpacked_codes_reader(_words), unpacked_group,
-                                     unpacked_block_scales, _words, _per_flush)  # fmt: skip
+                                     unpacked_block_scales, _words, _per_flush, 0, _split)  # fmt: skip
+    DOTS_UNPACKED_GEMM[_t] = kquant_shape(unpacked_codes_reader(_words), unpacked_group,
+                                          unpacked_block_scales, _words, _per_flush, 0, _split,
+                                          _split)  # fmt: skip
     UNPACKERS[_t] = unpacker(_codes, _group, _scales, _words, 64 // _words)
 
 
@@ -381,6 +465,13 @@ def _acc_zero(qtype, isa):
             return z, z, z, z, z, z, z, z
 
         return impl
+    if qtype.value in SPLIT_MIN:
+
+        def impl(qtype, isa):
+            z = zeros_f32(isa)
+            return z, z
+
+        return impl
 
     def impl(qtype, isa):
         return zeros_f32(isa)
@@ -406,6 +497,13 @@ def _acc_total(qtype, isa, facc):
             return ((f0 + f4) + (f2 + f6)) + ((f1 + f5) + (f3 + f7))
 
         return impl
+    if qtype.value in SPLIT_MIN:
+
+        def impl(qtype, isa, facc):
+            f, fm = facc
+            return f - fm
+
+        return impl
 
     def impl(qtype, isa, facc):
         return facc
@@ -419,6 +517,93 @@ def _tile_dot_unpacked(qtype, isa, codes_buf, groups_buf, floats_buf, lane0, b, 
     if not _known(qtype):
         return None
     fn = DOTS_UNPACKED[qtype.value]
+
+    def impl(qtype, isa, codes_buf, groups_buf, floats_buf, lane0, b, xq, xd, xs, xsum, facc):
+        return fn(isa, codes_buf, groups_buf, floats_buf, 0, lane0, b, xq, xd, xs, xsum, facc)
+
+    return impl
+
+
+def acc_load(qtype, isa, row, lane0):
+    """A token's tile accumulator from memory (row: 32 floats; the second 16 hold SPLIT_MIN's
+    minimum sums)."""
+    raise NotImplementedError("only callable from Numba code")
+
+
+def acc_store(qtype, row, lane0, facc):
+    raise NotImplementedError("only callable from Numba code")
+
+
+@overload(acc_load, inline="always")
+def _acc_load(qtype, isa, row, lane0):
+    if not _known(qtype):
+        return None
+    if qtype.value in SPLIT_MIN:
+
+        def impl(qtype, isa, row, lane0):
+            return load_f32(isa, row, lane0), load_f32(isa, row, 16 + lane0)
+
+        return impl
+
+    def impl(qtype, isa, row, lane0):
+        return load_f32(isa, row, lane0)
+
+    return impl
+
+
+@overload(acc_store, inline="always")
+def _acc_store(qtype, row, lane0, facc):
+    if not _known(qtype):
+        return None
+    if qtype.value in SPLIT_MIN:
+
+        def impl(qtype, row, lane0, facc):
+            store_f32(row, lane0, facc[0])
+            store_f32(row, 16 + lane0, facc[1])
+
+        return impl
+
+    def impl(qtype, row, lane0, facc):
+        store_f32(row, lane0, facc)
+
+    return impl
+
+
+def acc_row_total(qtype, isa, row, lane0):
+    """The F32xN results of a token's tile accumulator in memory (see acc_load)."""
+    raise NotImplementedError("only callable from Numba code")
+
+
+@overload(acc_row_total, inline="always")
+def _acc_row_total(qtype, isa, row, lane0):
+    if not _known(qtype):
+        return None
+    if qtype.value in SPLIT_MIN:
+
+        def impl(qtype, isa, row, lane0):
+            return load_f32(isa, row, lane0) - load_f32(isa, row, 16 + lane0)
+
+        return impl
+
+    def impl(qtype, isa, row, lane0):
+        return load_f32(isa, row, lane0)
+
+    return impl
+
+
+def tile_dot_unpacked_gemm(qtype, isa, codes_buf, groups_buf, floats_buf, lane0, b, xq, xd, xs,
+                           xsum, facc):  # fmt: skip
+    """tile_dot_unpacked for the tokens llama.cpp's repacked gemm sums (SPLIT_MIN types);
+    the same as tile_dot_unpacked for the others."""
+    raise NotImplementedError("only callable from Numba code")
+
+
+@overload(tile_dot_unpacked_gemm, inline="always")
+def _tile_dot_unpacked_gemm(qtype, isa, codes_buf, groups_buf, floats_buf, lane0, b, xq, xd, xs,
+                            xsum, facc):  # fmt: skip
+    if not _known(qtype):
+        return None
+    fn = DOTS_UNPACKED_GEMM.get(qtype.value, DOTS_UNPACKED.get(qtype.value))
 
     def impl(qtype, isa, codes_buf, groups_buf, floats_buf, lane0, b, xq, xd, xs, xsum, facc):
         return fn(isa, codes_buf, groups_buf, floats_buf, 0, lane0, b, xq, xd, xs, xsum, facc)

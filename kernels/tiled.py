@@ -26,11 +26,15 @@ from .tile_dots import (
     UNPACKED_CODES,
     UNPACKED_FLOATS,
     UNPACKED_GROUPS,
+    acc_load,
+    acc_row_total,
+    acc_store,
     acc_total,
     acc_zero,
     has_pair_shape,
     tile_dot,
     tile_dot_unpacked,
+    tile_dot_unpacked_gemm,
     tile_dot_unpacked_pair,
     tile_unpack,
 )
@@ -67,11 +71,12 @@ def linear_blocks_batch(isa, qtype, n_tiles, quants, scales, halves, x, out):
     xq32 = xq.view(np.int32)
     n_blocks = xd.shape[1]
     step = lanes(isa)
+    n_gemm = n_tok - n_tok % 4  # the tokens llama.cpp's repacked gemm takes (tile_dots)
     for t in prange(n_tiles):
         codes_buf = np.empty(UNPACKED_CODES, np.int32)
         groups_buf = np.empty(UNPACKED_GROUPS, np.int32)
         floats_buf = np.empty(UNPACKED_FLOATS, np.float32)
-        acc = np.zeros((n_tok, 16), np.float32)  # the tile's outputs, per token
+        acc = np.zeros((n_tok, 32), np.float32)  # the tile's sums per token (acc_load)
         pairs = has_pair_shape(qtype)
         for lane0 in range(0, 16, step):
             for b in range(n_blocks):
@@ -90,14 +95,20 @@ def linear_blocks_batch(isa, qtype, n_tiles, quants, scales, halves, x, out):
                     store_f32(acc[tok + 1], lane0, fb)
                     tok += 2
                 while tok < n_tok:  # types without a pair shape, and an odd last token
-                    facc = load_f32(isa, acc[tok], lane0)
-                    facc = tile_dot_unpacked(qtype, isa, codes_buf, groups_buf, floats_buf, lane0,
-                                             b, xq32[tok], xd[tok], xs[tok], xsum[tok], facc)  # fmt: skip
-                    store_f32(acc[tok], lane0, facc)
+                    facc = acc_load(qtype, isa, acc[tok], lane0)
+                    if tok < n_gemm:
+                        facc = tile_dot_unpacked_gemm(qtype, isa, codes_buf, groups_buf,
+                                                      floats_buf, lane0, b, xq32[tok], xd[tok],
+                                                      xs[tok], xsum[tok], facc)  # fmt: skip
+                    else:
+                        facc = tile_dot_unpacked(qtype, isa, codes_buf, groups_buf, floats_buf,
+                                                 lane0, b, xq32[tok], xd[tok], xs[tok],
+                                                 xsum[tok], facc)  # fmt: skip
+                    acc_store(qtype, acc[tok], lane0, facc)
                     tok += 1
         for tok in range(n_tok):
-            for r in range(16):  # a loop, not a slice copy: that costs seconds to compile
-                out[tok, t * 16 + r] = acc[tok, r]
+            for lane0 in range(0, 16, step):
+                store_f32(out[tok], t * 16 + lane0, acc_row_total(qtype, isa, acc[tok], lane0))
 
 
 @njit(cache=True)

@@ -9,7 +9,7 @@ the last position's logits <= 1.5 (measured 0.99 Gemma Q4_K_M; SmolLM2's Q4_1 is
 mean |diff| <= 0.3, KL(llama.cpp || llamba) <= 0.02 and the same arg-max. With F16 weights
 activations are only rounded to f16: max |diff| <= 0.1.
 
-With Q8_0, Q4_0, Q4_1 and F16 weights llamba follows ggml's float summation order everywhere (the
+With Q8_0, Q4_0, Q4_1, Q6_K and F16 weights llamba follows ggml's float summation order everywhere (the
 matrix products' 8 lanes, tinyBLAS in prompt batches and vec_dot for single tokens, softmax,
 rope and GELU as ggml rounds them), so for these files, SmolLM2's own Q4_1 among them, the
 logits are llama.cpp's to the bit and greedy continuations identical (the tolerances above
@@ -51,7 +51,7 @@ def model_files(smollm2_path, gemma3_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("quantized")
     files = {"smollm2-q4_1": smollm2_path, "gemma3-q4_k_m": gemma3_path}
     made = [(model, name) for model in ("smollm2", "gemma3") for name in ("f16", "q8_0")]
-    made += [("smollm2", "q4_0")]
+    made += [("smollm2", "q4_0"), ("gemma3", "q6_k")]
     for model, name in made:
         dst = out / f"{model}-{name}.gguf"
         src = smollm2_path if model == "smollm2" else gemma3_path
@@ -64,9 +64,10 @@ def llama_cpp_model(path, n_ctx=N_CTX):
     return llama_cpp.Llama(str(path), n_ctx=n_ctx, logits_all=True, verbose=False, n_threads=2)
 
 
-# files whose every tensor type llamba sums in llama.cpp's order (F16, Q8_0, Q4_0, Q4_1)
+# files whose every tensor type llamba sums in llama.cpp's order (F16, Q8_0, Q4_0, Q4_1, Q6_K;
+# Gemma's Q6_K file holds Q6_K where rows allow, Q8_0 elsewhere)
 EXACT_FILES = ["smollm2-q4_1", "smollm2-f16", "smollm2-q8_0", "smollm2-q4_0", "gemma3-f16",
-               "gemma3-q8_0"]  # fmt: skip
+               "gemma3-q8_0", "gemma3-q6_k"]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["gemma3-q4_k_m", *EXACT_FILES])
