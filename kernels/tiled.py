@@ -22,10 +22,7 @@ from .dot_rows import dot_float_row, dot_row
 from .quantize_activations import quantize_input
 from .scalar import bf16_to_f32, f32_to_bits
 from .simd import fma, lanes, load_bf16, load_f32, splat_f32, store_f32, zeros_f32
-from .tile_dots import (
-    UNPACKED_CODES,
-    UNPACKED_FLOATS,
-    UNPACKED_GROUPS,
+from .tile_dispatch import (
     acc_load,
     acc_row_total,
     acc_store,
@@ -38,6 +35,7 @@ from .tile_dots import (
     tile_dot_unpacked_pair,
     tile_unpack,
 )
+from .tile_dots import UNPACKED_CODES, UNPACKED_FLOATS, UNPACKED_GROUPS
 
 FLOAT_F32, FLOAT_BF16 = 0, 2  # (F16 weights: rows_f16.py)
 
