@@ -28,6 +28,7 @@ from numba import njit, prange
 
 from .attention_prompt import attention_prompt, scratch_floats
 from .ggml_sums import V8, dot_f16_vec
+from .inline import inline
 from .ops_f16 import f16_to_f32, f32_to_f16
 from .ops_math import expf
 from .ops_rope import rotate_head
@@ -53,7 +54,7 @@ def score_scratch(n_ctx: int) -> np.ndarray:
 # The prepare path runs without fastmath: with it, LLVM may fuse the rotate-and-scale of Q
 # into FMAs in one build and not another (a fresh parallel build and its cached copy were
 # seen to differ by one f16 step), and these per-token ops gain nothing from it.
-@njit(cache=True, inline="always")
+@njit(cache=True, forceinline=True)
 def _rms_norm_head(vec, weight, eps):
     sum_sq = 0.0  # float64 sum of float32 squares, then float32 maths, as ggml's rms_norm
     for d in range(vec.shape[0]):
@@ -64,12 +65,12 @@ def _rms_norm_head(vec, weight, eps):
         vec[d] = vec[d] * scale * weight[d]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, forceinline=True)
 def _round_f16(x):
     return f16_to_f32(f32_to_f16(x))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, forceinline=True)
 def _prepare_token(
     t, q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm, eps, q_scale,
     q_out, k_cache, v_cache, kh,
@@ -212,18 +213,18 @@ def _attend(isa, item, q, k_cache, v_cache, positions, window, scale, softcap, o
         store_f32(o, h * head_dim + d, _hsum8_hadd_classes(isa, cls, head_dim, d))
 
 
-@njit(inline="always")
+@inline
 def _cell(s, lo, p, c):
     """The weight of cache cell c, or 0 outside lo .. p (a masked cell)."""
     return s[c - lo] if lo <= c <= p else np.float32(0.0)
 
 
-@njit(inline="always")
+@inline
 def _class(isa, cls, head_dim, d, c):
     return load_f32(isa, cls, c * head_dim + d)
 
 
-@njit(inline="always")
+@inline
 def _vec_lane(isa, cls, head_dim, d, lane_):
     """Lane `lane_` of vec_dot_f16's four accumulators (a holds class 8a + lane) reduced as
     (a0 + a2) + (a1 + a3)."""
@@ -234,7 +235,7 @@ def _vec_lane(isa, cls, head_dim, d, lane_):
     return (a0 + a2) + (a1 + a3)
 
 
-@njit(inline="always")
+@inline
 def _hsum8_hadd_classes(isa, cls, head_dim, d):
     x0, x4 = _vec_lane(isa, cls, head_dim, d, 0), _vec_lane(isa, cls, head_dim, d, 4)
     x1, x5 = _vec_lane(isa, cls, head_dim, d, 1), _vec_lane(isa, cls, head_dim, d, 5)

@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from .ggml_sums import V8, hsum8, hsum8x8
+from .inline import inline
 from .ops_f16 import f16_to_f32
 from .ops_math import EXPF_LANES, expf, expf_avx2_lanes
 from .simd import fma, gt, load_f32, load_i32, lt, round_f16, store_f32, where, zeros_f32
@@ -34,18 +35,18 @@ def scratch_floats(n_ctx: int) -> int:
     return TOKEN_BLOCK * (n_ctx + 16)
 
 
-@njit(inline="always")
+@inline
 def _visible_from(p, window):
     return max(0, p - window + 1) if window > 0 else 0
 
 
-@njit(inline="always")
+@inline
 def _visible_cells(p, window, first):
     """Cells [c_lo, c_hi) of the positions a token at position p sees."""
     return _visible_from(p, window) - first, p + 1 - first
 
 
-@njit(inline="always")
+@inline
 def _cell_blocks(p, window, first):
     """The 8-aligned cell range [c_start, c_end) covering a token's visible cells."""
     c_lo, c_hi = _visible_cells(p, window, first)
@@ -75,7 +76,7 @@ def _softmax_row(isa, s, base, p, window, first, softcap):
         store_f32(s, c0, round_f16(load_f32(isa, s, c0) * inv_total))
 
 
-@njit(inline="always")
+@inline
 def _balanced(u, n):
     """Token of work item u: 0, n-1, 1, n-2, ... A causal token's work grows with its position,
     and prange hands each thread one contiguous run of items: this way every run holds early
@@ -83,7 +84,7 @@ def _balanced(u, n):
     return u // 2 if u % 2 == 0 else n - 1 - u // 2
 
 
-@njit(inline="always")
+@inline
 def _exp_block(isa, s, c0, peak, c_lo, c_hi):
     """s[c0 : c0 + 8] = expf(s - peak) on cells c_lo .. c_hi - 1, 0 on the others: 8 lanes
     at once where expf_avx2_lanes is this host's expf and takes them all, else one by one."""

@@ -99,7 +99,7 @@ def dequantize_row_q2_k(src, dst):
                     y += 16
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, forceinline=True)
 def q3_k_scale(src, o, j):
     """Signed 6-bit scale j (0..15) of the Q3_K block at src[o] (scales at o + 96), minus 32."""
     s = o + 96
@@ -132,7 +132,7 @@ def dequantize_row_q3_k(src, dst):
                     y += 16
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, forceinline=True)
 def k4_scale_min(src, s, j):
     """6-bit (scale, min) pair j (0..7) of the 12 packed bytes at src[s] (Q4_K / Q5_K)."""
     if j < 4:

@@ -13,6 +13,7 @@ from numba import njit
 
 from . import type_ids as T
 from .dequantize import k4_scale_min, q3_k_scale
+from .inline import inline
 from .ops_math import fma32
 from .scalar import bf16_to_f32, f16_to_f32, read_f16, read_u32
 from .static import static_dispatch
@@ -36,7 +37,7 @@ def dot_q4_0(w, xq, xd, xs, xsum):
     return acc
 
 
-@njit(inline="always")
+@inline
 def _lanes_fma(codes, xq, b, dd, lanes):
     """ggml's float order for a 32-weight block (as the tiles' legacy_exact_shape): lane k
     adds the sum of its 4 code products, scaled by dd, with one rounding."""
@@ -47,7 +48,7 @@ def _lanes_fma(codes, xq, b, dd, lanes):
         lanes[k] = fma32(f32(isum), dd, lanes[k])
 
 
-@njit(inline="always")
+@inline
 def _hsum_lanes(lanes):
     """hsum_float_8's tree."""
     return ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + (

@@ -17,30 +17,30 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit
 from numba.extending import intrinsic
 
+from .inline import inline
 from .ops_f16 import f16_to_f32
 from .simd import F32, PORTABLE, fma, isa_variant, lane, load_f16, load_f32, zeros_f32
 
 V8 = isa_variant(PORTABLE, 8)  # plain 8-lane LLVM vectors: one ymm on AVX2
 
 
-@njit(inline="always")
+@inline
 def hsum8(v):
     return ((lane(v, 0) + lane(v, 4)) + (lane(v, 2) + lane(v, 6))) + (
         (lane(v, 1) + lane(v, 5)) + (lane(v, 3) + lane(v, 7))
     )
 
 
-@njit(inline="always")
+@inline
 def hsum8_hadd(v):
     return ((lane(v, 0) + lane(v, 4)) + (lane(v, 1) + lane(v, 5))) + (
         (lane(v, 2) + lane(v, 6)) + (lane(v, 3) + lane(v, 7))
     )
 
 
-@njit(inline="always")
+@inline
 def dot_f16_gemm(isa, x, h, n):
     """x (float32, f16 values) · h (f16 bits), n a multiple of 8, as tinyBLAS sums it."""
     acc = zeros_f32(isa)
@@ -49,7 +49,7 @@ def dot_f16_gemm(isa, x, h, n):
     return hsum8(acc)
 
 
-@njit(inline="always")
+@inline
 def dot_f16_vec(isa, x, h, n):
     """x (float32, f16 values) · h (f16 bits), as ggml_vec_dot_f16 sums it."""
     a0, a1, a2, a3 = zeros_f32(isa), zeros_f32(isa), zeros_f32(isa), zeros_f32(isa)

@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit
 
 from .ggml_sums import V8
+from .inline import inline
 from .ops_f16 import f16_to_f32, f32_to_f16
 from .ops_math import EXPF_LANES, expf, expf_avx2_lanes, fma32
 from .simd import load_f32, store_f32, zeros_f32
@@ -21,7 +22,7 @@ SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 GELU_COEF_A = 0.044715
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, forceinline=True)
 def _round_f16(x):
     return f16_to_f32(f32_to_f16(x))
 
@@ -51,12 +52,12 @@ def swiglu(gate, up, out):
             o_row[j] = _silu(g_row[j]) * u_row[j]
 
 
-@njit(inline="always")
+@inline
 def _silu(g):
     return g / (np.float32(1.0) + expf(np.float32(0.0) - g))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, forceinline=True)
 def gelu_tanh(g):
     """GELU's tanh approximation of one float32 value, rounded as ggml's ggml_gelu_f32 is on
     x86-64: float32 throughout, libm's tanhf, and GCC's contraction of 1 + a*g*g into an FMA.

@@ -16,6 +16,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .cpu_features import host_features
+from .inline import inline
 from .simd import bits_f32, float_bits, fma, gt, lane, splat_f32, vabs
 
 f32 = np.float32
@@ -134,7 +135,7 @@ expf = expf_avx512 if "avx512f" in host_features() else expf_avx2
 EXPF_LANES = expf is expf_avx2  # whether expf_avx2_lanes computes this host's expf
 
 
-@njit(inline="always")
+@inline
 def expf_avx2_lanes(isa, x):
     """expf_avx2 of every lane of an F32xN x, the same operations lane-wise: (result, ok),
     ok False when some lane needs expf_avx2's large-|n| path (the result is then not valid

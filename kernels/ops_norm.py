@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, forceinline=True)
 def _rms_scale(row, eps):
     sum_sq = 0.0  # float64 accumulator of float32 squares
     for j in range(row.shape[0]):

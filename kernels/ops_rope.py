@@ -53,7 +53,7 @@ def _ggml_rope_angles(base, n_rot, freq_scale, factors, cos, sin):
             theta = theta * theta_scale
 
 
-@njit(cache=True, inline="always")  # no fastmath: see attention.py
+@njit(cache=True, forceinline=True)  # no fastmath: see attention.py
 def rotate_head(vec, cos_row, sin_row, neox):
     """Rotate one head vector in place. vec: (head_dim,); cos_row, sin_row: (n_rot/2,).
 

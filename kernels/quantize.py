@@ -16,6 +16,7 @@ from numba import njit, prange
 
 from ..formats.ggml_types import TYPE_INFO, GGMLType, ggml_type
 from . import type_ids as T
+from .inline import inline
 from .quantize_search import (
     GROUP_MAX_EPS,
     LANES_8,
@@ -47,13 +48,13 @@ f32 = np.float32
 i32 = np.int32
 
 
-@njit(inline="always")
+@inline
 def nearest_int(v):
     """ggml's nearest_int: round half to even through the float32 mantissa."""
     return i32(f32_to_bits(f32(v) + MAGIC) & np.uint32(0x007FFFFF)) - i32(0x00400000)
 
 
-@njit(inline="always")
+@inline
 def fp16_store(v):
     """(uint16 bits, float32 value read back) of v stored as fp16 (NaN as sign | 0x7E00)."""
     if v != v:
@@ -63,18 +64,18 @@ def fp16_store(v):
     return bits, f16_to_f32(bits)
 
 
-@njit(inline="always")
+@inline
 def put_u16(out, o, bits):
     out[o] = np.uint8(bits & 0xFF)
     out[o + 1] = np.uint8(bits >> 8)
 
 
-@njit(inline="always")
+@inline
 def safe_div(num, den):
     return f32(num / den) if den != 0 else f32(0.0)
 
 
-@njit(inline="always")
+@inline
 def first_absmax(x):
     """The signed value of largest |x| (first on ties), 0 if all are zero."""
     amax = f32(0.0)
@@ -89,14 +90,14 @@ def first_absmax(x):
 # ------------------------------------------------------------------ 32-weight blocks
 
 
-@njit(inline="always")
+@inline
 def pack_nibbles_32(q, out, o):
     """Codes q (32,) -> 16 bytes at out[o]: weight j low nibble, weight j + 16 high."""
     for j in range(16):
         out[o + j] = np.uint8((q[j] & 0x0F) | ((q[j + 16] & 0x0F) << 4))
 
 
-@njit(inline="always")
+@inline
 def pack_high_bits_32(q, out, o):
     """Bit 4 of codes q (32,) -> the little-endian uint32 at out[o]."""
     for k in range(4):
@@ -127,7 +128,7 @@ def quantize_row_q8_0(x, out):
             out[o + 2 + j] = np.uint8(q[j] & 0xFF)
 
 
-@njit(inline="always")
+@inline
 def quantize_row_symmetric_32(x, out, levels, has_high_bit, block_bytes):
     """Q4_0 (levels 8) / Q5_0 (16): d = absmax / -levels, q = min(2 levels - 1, trunc(x/d +
     levels + 0.5))."""
@@ -147,7 +148,7 @@ def quantize_row_symmetric_32(x, out, levels, has_high_bit, block_bytes):
             pack_nibbles_32(q, out, o + 2)
 
 
-@njit(inline="always")
+@inline
 def quantize_row_range_32(x, out, levels, has_high_bit, block_bytes):
     """Q4_1 (levels 15) / Q5_1 (31): d = (max - min) / levels, q = trunc((x - min) / d + 0.5);
     Q5_1 keeps ggml's missing clamp (the code wraps at 8 bits)."""
@@ -199,7 +200,7 @@ def quantize_row_q5_1(x, out):
 # ------------------------------------------------------------------ k-quant super-blocks
 
 
-@njit(inline="always")
+@inline
 def quantize_row_q45_k(x, out, nmax, rmin, rdelta, nstep, block_bytes):
     """Q4_K (nmax 15) / Q5_K (31): 8 groups of 32 with 6-bit scales and mins."""
     lanes = LANES_8
@@ -267,7 +268,7 @@ def quantize_row_q45_k(x, out, nmax, rmin, rdelta, nstep, block_bytes):
                 out[o + 16 + i] = np.uint8(byte)
 
 
-@njit(inline="always")
+@inline
 def requantize(lanes, xt, dg, dm, n, lo, hi, offset, L):
     """Codes for the stored group scales: clamp(nearest_int((x + dm) / dg), lo, hi) + offset,
     per lane; lanes whose dg is 0 keep their codes."""

@@ -7,8 +7,8 @@ Part of the fast quantizer (quantize.py); the arithmetic is the numpy reference'
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from .inline import inline
 from .simd import (
     PORTABLE,
     clamp_i32,
@@ -44,13 +44,13 @@ LANES_8 = isa_variant(PORTABLE, 8)
 LANES_16 = isa_variant(PORTABLE, 16)
 
 
-@njit(inline="always")
+@inline
 def nearest_int_lanes(v):
     """nearest_int per lane (I32xN) of F32xN."""
     return (float_bits(v + MAGIC) & 0x007FFFFF) - 0x00400000
 
 
-@njit(inline="always")
+@inline
 def qkx2_lanes(lanes, xt, wt, n, nmax, rmin, rdelta, nstep, L, Laux):
     """make_qkx2_quants (use_mad false) for G groups of n in lanes: x ~ scale * L - the_min,
     L in [0, nmax] written to L (n * G int32). Returns (scale, the_min) F32xG."""
@@ -121,7 +121,7 @@ def qkx2_lanes(lanes, xt, wt, n, nmax, rmin, rdelta, nstep, L, Laux):
     return where(flat, zero, scale), where(flat, lo * minus_one, mn * minus_one)
 
 
-@njit(inline="always")
+@inline
 def qx_lanes(lanes, xt, n, nmax, L, Laux):
     """make_qx_quants (rmse_type 1, weights x**2) for G groups of n in lanes: codes in
     [-nmax, nmax - 1] written + nmax to L (0 for all-zero groups). Returns the scales F32xG."""

@@ -19,6 +19,7 @@ from numba import njit
 
 from ..formats.ggml_types import TYPE_INFO, GGMLType
 from .dequantize import dequantize_row
+from .inline import inline
 
 TILE = 16  # rows per tile = SIMD lanes
 
@@ -87,7 +88,7 @@ def tile_blocks(raw: np.ndarray, t: GGMLType) -> Tiles:
     return Tiles(quants.view(np.int32), scales.view(np.int32), halves, tail)
 
 
-@njit(inline="always")
+@inline
 def field_counts(table):
     """Words of quants, words of scales and fp16 halves per tile block, from a layout table
     (column 0 of each entry: 0 quants, 1 scales, 2 halves)."""

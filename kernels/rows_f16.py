@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from .ggml_sums import dot_f16_gemm, dot_f16_vec, hsum8
+from .inline import inline
 from .ops_f16 import f16_to_f32, f32_to_f16
 from .simd import fma, load_f16, load_f32, zeros_f32
 
@@ -22,7 +23,7 @@ ROWS_PER_TASK = 32  # rows one thread takes at a time
 TOKENS_PER_PASS = 33  # a batch's activations in chunks that stay in L2 while a task's rows pass
 
 
-@njit(inline="always")
+@inline
 def _gemm_4x3(isa, xa, xb, xc, w, r, n, out, t):
     """tinyBLAS's chains for rows r .. r + 3 against tokens t .. t + 2 (twelve dot products;
     four weight and three activation loads feed twelve FMAs per step of 8)."""

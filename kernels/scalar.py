@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit
 from numba.core import types
 from numba.extending import intrinsic
+
+from .inline import inline
 
 
 @intrinsic
@@ -53,24 +54,24 @@ def f32_to_bits(typingctx, value):
     return sig, codegen
 
 
-@njit(inline="always")
+@inline
 def _u32(v):
     return np.uint32(v)
 
 
-@njit(inline="always")
+@inline
 def bf16_to_f32(bits):
     """bfloat16 bits to float32 (exact: the top half of a float32)."""
     return bits_to_f32(_u32(bits) << 16)
 
 
-@njit(inline="always")
+@inline
 def read_f16(buf, offset):
     """float32 value of the little-endian fp16 at buf[offset] (buf: uint8 array)."""
     return f16_to_f32(buf[offset] | (buf[offset + 1] << 8))
 
 
-@njit(inline="always")
+@inline
 def read_u32(buf, offset):
     """Little-endian uint32 at buf[offset] (buf: uint8 array)."""
     return (

@@ -19,9 +19,9 @@ d * scale * code - dm * min per group, and every 32-weight type d * (code - offs
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from . import type_ids as T
+from .inline import inline
 from .simd import load_f16, load_i32, sext_byte, zeros_f32
 
 LOW4 = np.int32(0x0F0F0F0F)
@@ -29,19 +29,19 @@ BIT0 = np.int32(0x01010101)
 LOW2 = np.int32(0x03030303)
 
 
-@njit(inline="always")
+@inline
 def word(isa, arr, tb, n_words, i, lane0):
     """Word i of tile block tb (n_words words per tile block), rows lane0.. (I32xN)."""
     return load_i32(isa, arr, (tb * n_words + i) * 16 + lane0)
 
 
-@njit(inline="always")
+@inline
 def half(isa, dh, tb, n_halves, i, lane0):
     """fp16 value i of tile block tb (n_halves per tile block), rows lane0.. (F32xN)."""
     return load_f16(isa, dh, (tb * n_halves + i) * 16 + lane0)
 
 
-@njit(inline="always")
+@inline
 def move_bits(v, src, dst, mask):
     """Bits at position src of every byte moved to position dst, keeping `mask` (at dst);
     branch-free, as src is often a loop variable."""
@@ -53,7 +53,7 @@ def move_bits(v, src, dst, mask):
 # shuffled high-bit word, whose bit 2v + h of byte j extends the nibble of word v, half h]
 
 
-@njit(inline="always")
+@inline
 def nibble_codes(isa, qs, tb, lane0, h, v, n_words, has_high_bit):
     """Weights 16h + 4v ..: nibble half h of word v (+ bit 2v + h of the high-bit word)."""
     c = (word(isa, qs, tb, n_words, v, lane0) >> (4 * h)) & LOW4
@@ -62,27 +62,27 @@ def nibble_codes(isa, qs, tb, lane0, h, v, n_words, has_high_bit):
     return c
 
 
-@njit(inline="always")
+@inline
 def codes_q4_0(isa, qs, tb, lane0, h, v):
     return nibble_codes(isa, qs, tb, lane0, h, v, 4, False)
 
 
-@njit(inline="always")
+@inline
 def codes_q5_0(isa, qs, tb, lane0, h, v):
     return nibble_codes(isa, qs, tb, lane0, h, v, 5, True)
 
 
-@njit(inline="always")
+@inline
 def codes_q8_0(isa, qs, tb, lane0, h, v):
     return word(isa, qs, tb, 8, 4 * h + v, lane0)
 
 
-@njit(inline="always")
+@inline
 def scales_d(isa, dh, tb, lane0):
     return half(isa, dh, tb, 1, 0, lane0), zeros_f32(isa)
 
 
-@njit(inline="always")
+@inline
 def scales_d_m(isa, dh, tb, lane0):
     return half(isa, dh, tb, 2, 0, lane0), half(isa, dh, tb, 2, 1, lane0)
 
@@ -90,20 +90,20 @@ def scales_d_m(isa, dh, tb, lane0):
 # ------------------------------------------------------------------ 256-weight super-blocks
 
 
-@njit(inline="always")
+@inline
 def codes_q4_k(isa, qs, tb, lane0, j, i):
     # sub-block j (32 weights): qs bytes 32c .. hold sub-blocks 2c (low nibbles), 2c + 1 (high)
     return (word(isa, qs, tb, 32, (j // 2) * 8 + i, lane0) >> (4 * (j % 2))) & LOW4
 
 
-@njit(inline="always")
+@inline
 def codes_q5_k(isa, qs, tb, lane0, j, i):
     # 8 qh words first: bit j of byte i' is the high bit of weight 32j + i'
     low = (word(isa, qs, tb, 40, 8 + (j // 2) * 8 + i, lane0) >> (4 * (j % 2))) & LOW4
     return low | move_bits(word(isa, qs, tb, 40, i, lane0), j, 4, BIT0 << 4)
 
 
-@njit(inline="always")
+@inline
 def codes_q6_k(isa, qs, tb, lane0, g, i):
     # group g = 8n + 2p + h (16 weights at 128n + 32p + 16h); 32 ql words then 16 qh words:
     # its words are ql word 16n + 8(p % 2) + 4h + i (low nibbles for p < 2) and bits 2p of
@@ -114,14 +114,14 @@ def codes_q6_k(isa, qs, tb, lane0, g, i):
     return low | move_bits(word(isa, qs, tb, 48, 32 + n * 8 + w, lane0), 2 * p, 4, LOW2 << 4)
 
 
-@njit(inline="always")
+@inline
 def codes_q2_k(isa, qs, tb, lane0, g, i):
     # group g = 8n + 2s + h: bit pair s of qs word 8n + 4h + i
     n, s, h = g // 8, (g // 2) % 4, g % 2
     return (word(isa, qs, tb, 16, n * 8 + 4 * h + i, lane0) >> (2 * s)) & LOW2
 
 
-@njit(inline="always")
+@inline
 def codes_q3_k(isa, qs, tb, lane0, g, i):
     # 8 hmask words (bit 4n + s), then 16 qs words as Q2_K; the code is stored + 4
     n, s, h = g // 8, (g // 2) % 4, g % 2
@@ -129,7 +129,7 @@ def codes_q3_k(isa, qs, tb, lane0, g, i):
     return low | move_bits(word(isa, qs, tb, 24, 4 * h + i, lane0), 4 * n + s, 2, BIT0 << 2)
 
 
-@njit(inline="always")
+@inline
 def group_q45_k(isa, sc, tb, lane0, j):
     # 12 packed bytes: 6-bit scale and min per 32-weight sub-block j
     s0, s1, s2 = word(isa, sc, tb, 3, 0, lane0), word(isa, sc, tb, 3, 1, lane0), word(isa, sc, tb, 3, 2, lane0)  # fmt: skip
@@ -141,19 +141,19 @@ def group_q45_k(isa, sc, tb, lane0, j):
     return scale, mn
 
 
-@njit(inline="always")
+@inline
 def group_q6_k(isa, sc, tb, lane0, g):
     scale = sext_byte(word(isa, sc, tb, 4, g // 4, lane0), g % 4)  # 16 int8 scales
     return scale, scale << 5  # codes are stored + 32
 
 
-@njit(inline="always")
+@inline
 def group_q2_k(isa, sc, tb, lane0, g):
     packed = word(isa, sc, tb, 4, g // 4, lane0) >> (8 * (g % 4))  # scale | min << 4
     return packed & 0xF, (packed >> 4) & 0xF
 
 
-@njit(inline="always")
+@inline
 def group_q3_k(isa, sc, tb, lane0, g):
     # 12 packed bytes: low 4 bits of scale g in bytes 0-7, high 2 bits in bytes 8-11
     s0, s1, s2 = word(isa, sc, tb, 3, 0, lane0), word(isa, sc, tb, 3, 1, lane0), word(isa, sc, tb, 3, 2, lane0)  # fmt: skip
@@ -170,7 +170,7 @@ def group_q3_k(isa, sc, tb, lane0, g):
     return scale, scale << 2  # codes are stored + 4
 
 
-@njit(inline="always")
+@inline
 def scales_d_only(isa, dh, tb, lane0):
     d = half(isa, dh, tb, 1, 0, lane0)
     return d, d  # offsets are mins scaled by d

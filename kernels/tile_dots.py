@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from . import type_ids as T
+from .inline import inline
 from .repack import LAYOUTS
 from .simd import (
     fma,
@@ -56,7 +57,7 @@ PREFETCH_WORDS = 1024
 QUANT_WORDS = {int(t): layout.quant_words for t, layout in LAYOUTS.items()}  # per tile row
 
 
-@njit(inline="always")
+@inline
 def prefetch_lines(qs, tb, n_words, first, end):
     """Prefetch quant words first .. end - 1 (one 64-byte line of 16 lanes each) of the tile
     block PREFETCH_WORDS ahead of tile block tb."""
@@ -64,7 +65,7 @@ def prefetch_lines(qs, tb, n_words, first, end):
         prefetch(qs, (tb * n_words + i) * 16 + PREFETCH_WORDS)
 
 
-@njit(inline="always")
+@inline
 def act(isa, xq, i):
     """Activation word i (4 int8 codes) broadcast to every lane."""
     return splat_i32(isa, xq[i])
@@ -74,7 +75,7 @@ def legacy_shape(codes, block_scales, offset, has_m, per_flush, quant_words=0):
     """The dot of a 32-weight block: d * (sum(code * x) - offset * sum(x)) (+ m * sum(x)).
     quant_words > 0: prefetch that many words of the block ahead."""
 
-    @njit(inline="always")
+    @inline
     def dot(isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc):
         prefetch_lines(qs, tb, quant_words, 0, quant_words)
         acc = zeros_i32(isa)
@@ -106,7 +107,7 @@ def legacy_exact_shape(codes, block_scales, has_m, signed, quant_words):
     differently in the last bit; 8-bit activations downstream turn that into logit
     differences of up to 1."""
 
-    @njit(inline="always")
+    @inline
     def part(isa, qs, tb, lane0, k, xq, b, dd, f):  # word k: ggml's lane k
         c = codes(isa, qs, tb, lane0, k // 4, k % 4)
         a = act(isa, xq, b * 8 + k)
@@ -116,7 +117,7 @@ def legacy_exact_shape(codes, block_scales, has_m, signed, quant_words):
             s = pflush(isa, zeros_i32(isa), pdot(isa, pzero(isa), c, a))
         return fma(to_f32(s), dd, f)
 
-    @njit(inline="always")
+    @inline
     def sums(isa, qs, tb, lane0, xq, b, dd, f0, f1, f2, f3, f4, f5, f6, f7):
         return (
             part(isa, qs, tb, lane0, 0, xq, b, dd, f0),
@@ -131,7 +132,7 @@ def legacy_exact_shape(codes, block_scales, has_m, signed, quant_words):
 
     if has_m:
 
-        @njit(inline="always")
+        @inline
         def dot(isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc):
             prefetch_lines(qs, tb, quant_words, 0, quant_words)
             d, m = block_scales(isa, dh, tb, lane0)
@@ -142,7 +143,7 @@ def legacy_exact_shape(codes, block_scales, has_m, signed, quant_words):
 
         return dot
 
-    @njit(inline="always")
+    @inline
     def dot(isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc):
         prefetch_lines(qs, tb, quant_words, 0, quant_words)
         d, _ = block_scales(isa, dh, tb, lane0)
@@ -158,7 +159,7 @@ def q6_k_exact_shape(codes, group, block_scales, quant_words):
     word l % 4 of the groups 8n + 2p + l // 4 (weights 128n + 32p + 4l .. + 3) less 32 times
     the scaled activation sums of groups 2l and 2l + 1, then fma(lane, d_w * d_x)."""
 
-    @njit(inline="always")
+    @inline
     def lane_sum(isa, qs, sc, tb, lane0, xq, xsum, b, lane):
         s = zeros_i32(isa)
         for n in range(2):
@@ -173,7 +174,7 @@ def q6_k_exact_shape(codes, group, block_scales, quant_words):
             s = s - scale * np.int32(32 * xsum[b * 16 + g])
         return s
 
-    @njit(inline="always")
+    @inline
     def dot(isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc):
         prefetch_lines(qs, tb, quant_words, 0, quant_words)
         d, _ = block_scales(isa, dh, tb, lane0)
@@ -193,7 +194,7 @@ def q6_k_exact_shape(codes, group, block_scales, quant_words):
     return dot
 
 
-@njit(inline="always")
+@inline
 def SUMMS(m, s, acc):
     return acc + m * s
 
@@ -213,7 +214,7 @@ def kquant_shape(codes, group, block_scales, group_words, per_flush, quant_words
     sums_per_group = group_words // 4  # activation bsums (of 16) per scale group
     n_groups = 64 // group_words
 
-    @njit(inline="always")
+    @inline
     def dot(isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc):
         isum = zeros_i32(isa)
         msum = zeros_i32(isa)
@@ -258,21 +259,21 @@ def kquant_shape(codes, group, block_scales, group_words, per_flush, quant_words
 
 
 def unpacked_codes_reader(group_words):
-    @njit(inline="always")
+    @inline
     def unpacked_codes(isa, codes_buf, tb, lane0, g, i):
         return load_i32(isa, codes_buf, (group_words * g + i) * 16 + lane0)
 
     return unpacked_codes
 
 
-@njit(inline="always")
+@inline
 def unpacked_group(isa, groups_buf, tb, lane0, g):
     return load_i32(isa, groups_buf, g * 16 + lane0), load_i32(
         isa, groups_buf, 256 + g * 16 + lane0
     )
 
 
-@njit(inline="always")
+@inline
 def unpacked_block_scales(isa, floats_buf, tb, lane0):
     return load_f32(isa, floats_buf, lane0), load_f32(isa, floats_buf, 16 + lane0)
 
@@ -280,7 +281,7 @@ def unpacked_block_scales(isa, floats_buf, tb, lane0):
 def unpacker(codes, group, block_scales, group_words, n_groups, n_code_groups=0):
     n_code_groups = n_code_groups or n_groups
 
-    @njit(inline="always")
+    @inline
     def unpack(isa, qs, sc, dh, tb, lane0, codes_buf, groups_buf, floats_buf):
         for g in range(n_code_groups):
             for i in range(group_words):
@@ -305,6 +306,8 @@ def unpacker(codes, group, block_scales, group_words, n_groups, n_code_groups=0)
 
 
 def legacy_pair_shape(offset, has_m, per_flush):
+    # inlined by Numba, not LLVM (inline.py): compiled apart, with its two tuples of token
+    # arrays, Q4_0's 512-token matmul ran 15-20 % slower
     @njit(inline="always")
     def dot(isa, codes_buf, floats_buf, lane0, b, xa, xb, fa, fb):
         xqa, xda, xsa, xsuma = xa
@@ -334,7 +337,7 @@ def legacy_pair_shape(offset, has_m, per_flush):
     return dot
 
 
-@njit(inline="always")
+@inline
 def no_group(isa, sc, tb, lane0, g):
     z = zeros_i32(isa)
     return z, z

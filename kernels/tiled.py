@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 from .dot_rows import dot_float_row, dot_row
+from .inline import inline
 from .quantize_activations import quantize_input
 from .scalar import bf16_to_f32, f32_to_bits
 from .simd import fma, lanes, load_bf16, load_f32, splat_f32, store_f32, zeros_f32
@@ -121,7 +122,7 @@ def linear_tail(qtype, tail, x, out):
             out[tok, first + r] = dot_row(qtype, tail[r], xq[tok], xd[tok], xs[tok], xsum[tok])
 
 
-@njit(inline="always")
+@inline
 def load_lanes(isa, kind, w, i):
     """N weights (one per row) at flat index i of a float tile array, as F32xN."""
     if kind == FLOAT_F32:
@@ -129,7 +130,7 @@ def load_lanes(isa, kind, w, i):
     return load_bf16(isa, w, i)
 
 
-@njit(inline="always")
+@inline
 def round_input(kind, x):
     """x rounded to bf16 for BF16 weights (ggml converts activations so)."""
     if kind == FLOAT_F32:
@@ -152,7 +153,7 @@ def round_input(kind, x):
 FLOAT_TOKEN_BLOCK = 6  # tokens per pass in prefill: 6 accumulators + weights fit 16 ymm
 
 
-@njit(inline="always")
+@inline
 def float_dot_6(isa, kind, tiles, base, xr, tok, n_in):
     """Tokens tok .. tok + 5 against N tile rows: each weight vector loaded (and widened)
     once for six tokens, one accumulator per token."""
