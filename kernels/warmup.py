@@ -13,6 +13,13 @@ from ..formats.ggml_types import TYPE_INFO, GGMLType
 from . import linear
 from .cache_locator import warm_stamp
 from .cpu_features import best_isa
+from .tile_dots import TILED_FROM, TILED_ORDER
+
+# relative cold compile time per type (seconds in one process, measured with `llamba bench
+# kernels`): k-quants compile three shapes each, the float types one kernel
+COMPILE_COST = {GGMLType.Q2_K: 8, GGMLType.Q3_K: 8, GGMLType.Q4_K: 7, GGMLType.Q5_K: 7,
+                GGMLType.Q6_K: 6, GGMLType.Q4_0: 6, GGMLType.Q5_0: 6, GGMLType.F16: 3,
+                GGMLType.Q4_1: 3, GGMLType.Q5_1: 3, GGMLType.Q8_0: 3}  # fmt: skip
 
 
 def warm_type(t: GGMLType, isas: list[str]) -> None:
@@ -23,7 +30,10 @@ def warm_type(t: GGMLType, isas: list[str]) -> None:
     raw = np.zeros((n_out, n_in // info.block_size * info.type_size), np.uint8)
     raw.flags.writeable = False  # as the read-only file mappings models are packed from
     w = linear.pack_weight(raw, t, n_in)
-    for n_tok in (1, linear.BATCH_FROM):  # the one-token and the many-token kernels
+    # the one-token and the many-token kernels (and the batch order llama.cpp's tiled kernel
+    # sums from TILED_FROM tokens, where a type has one)
+    counts = (1, linear.BATCH_FROM) + ((TILED_FROM,) if t in TILED_ORDER else ())
+    for n_tok in counts:
         x = np.zeros((n_tok, n_in), np.float32)
         out = np.empty((n_tok, n_out), np.float32)
         for isa in isas:
@@ -55,10 +65,12 @@ def warmup(
     # (each starting Python and Numba) would only add to it
     stamp = warm_stamp(repr((sorted(int(t) for t in types), sorted(isas))))
     if processes > 1 and len(types) > 1 and not (stamp and stamp.exists()):
-        shares = [[int(t) for t in types[i::processes]] for i in range(processes)]
+        # one type per task, the slowest to compile first: a worker that is done takes the
+        # next, so the processes finish together (fixed shares left one idle for seconds)
+        order = sorted(types, key=lambda t: -COMPILE_COST.get(t, 1))
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(processes, mp_context=context) as pool:
-            list(pool.map(_warm_types, shares, [isas] * len(shares)))
+            list(pool.map(_warm_types, [[int(t)] for t in order], [isas] * len(order)))
     _warm_types([int(t) for t in types], isas)
     if stamp:
         with contextlib.suppress(OSError):

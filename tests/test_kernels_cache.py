@@ -119,3 +119,30 @@ def test_warmup_compiles_in_workers_once(tmp_path):
         )
         assert r.returncode == 0, r.stderr
         assert r.stdout.split() == ["ok"]
+
+
+def test_warm_type_compiles_every_matmul_kernel():
+    """After warmup, a model's matmuls compile nothing, whatever their token count: every
+    batch-size path (one token, a batch, llama.cpp's order for batches of TILED_FROM+) is
+    among the warmed kernels."""
+    import numpy as np
+
+    from llamba.formats.ggml_types import TYPE_INFO
+    from llamba.kernels import linear, rows_f16, tiled
+    from llamba.kernels.cpu_features import best_isa
+    from llamba.kernels.warmup import warm_type
+
+    kernels = (tiled.linear_blocks, tiled.linear_blocks_batch, tiled.linear_float,
+               rows_f16.linear_f16)  # fmt: skip
+    for t in linear.SUPPORTED_TYPES:
+        warm_type(t, [best_isa()])
+        compiled = [len(k.overloads) for k in kernels]
+        info = TYPE_INFO[t]
+        n_in = max(256, info.block_size)
+        raw = np.zeros((16, n_in // info.block_size * info.type_size), np.uint8)
+        raw.flags.writeable = False
+        w = linear.pack_weight(raw, t, n_in)
+        for n_tok in (1, 2, 3, 4, 5, 7, 8, 9, 16, 33):
+            x = np.ones((n_tok, n_in), np.float32)
+            linear.matmul(w, x, np.empty((n_tok, 16), np.float32))
+        assert [len(k.overloads) for k in kernels] == compiled, t.name
