@@ -73,18 +73,17 @@ def dot_q4_1(w, xq, xd, xs, xsum):
 
 @njit(cache=True)
 def dot_q5_0(w, xq, xd, xs, xsum):
-    acc = f32(0.0)
+    lanes = np.zeros(8, f32)
+    codes = np.empty(32, i32)
     for b in range(xd.size):
         o = b * 22
         qh = i32(read_u32(w, o + 2))
-        isum = i32(0)
         for j in range(16):
             q = i32(w[o + 6 + j])
-            lo = ((q & 0xF) | (((qh >> j) & 1) << 4)) - 16
-            hi = ((q >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16
-            isum += lo * i32(xq[b * 32 + j]) + hi * i32(xq[b * 32 + 16 + j])
-        acc += read_f16(w, o) * xd[b] * f32(isum)
-    return acc
+            codes[j] = ((q & 0xF) | (((qh >> j) & 1) << 4)) - 16
+            codes[16 + j] = ((q >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16
+        _lanes_fma(codes, xq, b, read_f16(w, o) * xd[b], lanes)
+    return _hsum_lanes(lanes)
 
 
 @njit(cache=True)

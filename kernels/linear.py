@@ -28,6 +28,7 @@ from .rows_f16 import linear_f16
 from .static import DirectCall, static
 from .tile_dots import SPLIT_SUMS, TILED_FROM, TILED_ORDER
 from .tiled import (
+    BATCH_FROM,
     FLOAT_BF16,
     FLOAT_F32,
     linear_blocks,
@@ -150,7 +151,6 @@ def pack_weight(raw: np.ndarray, ggml_type_: int | str | GGMLType, n_in: int) ->
 _linear_blocks = DirectCall(linear_blocks)
 _linear_blocks_batch = DirectCall(linear_blocks_batch)
 _linear_tail = DirectCall(linear_tail)
-BATCH_FROM = 4  # tokens from which blocks are unpacked once for all tokens
 _linear_float = DirectCall(linear_float)
 _linear_f16 = DirectCall(linear_f16)
 _dequantize_tiled_rows = DirectCall(dequantize_tiled_rows)

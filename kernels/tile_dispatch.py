@@ -17,8 +17,10 @@ from .static import StaticType
 from .tile_dots import (
     DOTS,
     DOTS_PAIR,
+    DOTS_ROW,
     DOTS_UNPACKED,
     DOTS_UNPACKED_GEMM,
+    ROW_UNPACKERS,
     SPLIT_MIN,
     SPLIT_SUMS,
     UNPACKERS,
@@ -274,6 +276,66 @@ def has_pair_shape(typingctx, qtype):
     if not isinstance(qtype, StaticType):
         return None
     value = qtype.value in DOTS_PAIR
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.boolean, value)
+
+    return types.boolean(qtype), codegen
+
+
+def tile_unpack_row(qtype, isa, qs, dh, t, n_blocks, lane0, codes_row, floats_row):
+    """Unpacks rows lane0.. of tile t's blocks into row buffers (8-lane types; see
+    tile_dots' unpacked rows)."""
+    raise NotImplementedError("only callable from Numba code")
+
+
+def tile_dot_row(qtype, isa, codes_row, floats_row, b, lane0, xq, xd, xs, xsum, facc):
+    """tile_dot on block b of the unpacked row buffers."""
+    raise NotImplementedError("only callable from Numba code")
+
+
+@overload(tile_unpack_row, inline="always")
+def _tile_unpack_row(qtype, isa, qs, dh, t, n_blocks, lane0, codes_row, floats_row):
+    if not _known(qtype):
+        return None
+    if qtype.value not in ROW_UNPACKERS:  # never called (has_row_shape), but must type
+
+        def impl(qtype, isa, qs, dh, t, n_blocks, lane0, codes_row, floats_row):
+            pass
+
+        return impl
+    fn = ROW_UNPACKERS[qtype.value]
+
+    def impl(qtype, isa, qs, dh, t, n_blocks, lane0, codes_row, floats_row):
+        fn(isa, qs, dh, t, n_blocks, lane0, codes_row, floats_row)
+
+    return impl
+
+
+@overload(tile_dot_row, inline="always")
+def _tile_dot_row(qtype, isa, codes_row, floats_row, b, lane0, xq, xd, xs, xsum, facc):
+    if not _known(qtype):
+        return None
+    if qtype.value not in DOTS_ROW:
+
+        def impl(qtype, isa, codes_row, floats_row, b, lane0, xq, xd, xs, xsum, facc):
+            return facc
+
+        return impl
+    fn = DOTS_ROW[qtype.value]
+
+    def impl(qtype, isa, codes_row, floats_row, b, lane0, xq, xd, xs, xsum, facc):
+        return fn(isa, codes_row, codes_row, floats_row, b, lane0, b, xq, xd, xs, xsum, facc)
+
+    return impl
+
+
+@intrinsic
+def has_row_shape(typingctx, qtype):
+    """Whether qtype's batches run on unpacked rows (a compile-time constant)."""
+    if not isinstance(qtype, StaticType):
+        return None
+    value = qtype.value in DOTS_ROW
 
     def codegen(context, builder, signature, args):
         return context.get_constant(types.boolean, value)

@@ -98,14 +98,15 @@ def legacy_shape(codes, block_scales, offset, has_m, per_flush, quant_words=0):
     return dot
 
 
-def legacy_exact_shape(codes, block_scales, has_m, signed, quant_words):
+def legacy_exact_shape(codes, block_scales, offset, has_m, signed, quant_words):
     """The dot of a 32-weight block in ggml's float order, for llama.cpp's tokens on files of
-    these types (Q8_0, Q4_1, Q5_1: no code offset): each of a row's 8 partial sums (ggml's
-    8 lanes, weights 4k .. 4k + 3 of every block) is scaled and accumulated on its own, and
-    acc_total adds them up as hsum_float_8 does. With a block minimum, m * s accumulates in a
-    ninth sum, added last (ggml's `summs`). One sum per row, as the other shapes keep, rounds
+    these types (Q8_0, Q4_1, Q5_0, Q5_1): each of a row's 8 partial sums (ggml's 8 lanes,
+    weights 4k .. 4k + 3 of every block) is scaled and accumulated on its own, and acc_total
+    adds them up as hsum_float_8 does. With a block minimum, m * s accumulates in a ninth
+    sum, added last (ggml's `summs`). One sum per row, as the other shapes keep, rounds
     differently in the last bit; 8-bit activations downstream turn that into logit
-    differences of up to 1."""
+    differences of up to 1. offset: the codes are stored + offset (Q5_0's 16), subtracted per
+    lane as the sum of the lane's activations times offset."""
 
     @inline
     def part(isa, qs, tb, lane0, k, xq, b, dd, f):  # word k: ggml's lane k
@@ -115,6 +116,8 @@ def legacy_exact_shape(codes, block_scales, has_m, signed, quant_words):
             s = dot_s8s8(isa, zeros_i32(isa), c, a)
         else:  # unsigned codes times signed bytes, widened: the lane's 4 products
             s = pflush(isa, zeros_i32(isa), pdot(isa, pzero(isa), c, a))
+            if offset:
+                s = s - np.int32(offset) * byte_sum(xq[b * 8 + k])
         return fma(to_f32(s), dd, f)
 
     @inline
@@ -197,6 +200,13 @@ def q6_k_exact_shape(codes, group, block_scales, quant_words):
 @inline
 def SUMMS(m, s, acc):
     return acc + m * s
+
+
+@inline
+def byte_sum(word):
+    """The sum of the 4 signed bytes of an int32 word."""
+    return (np.int32(np.int8(word)) + np.int32(np.int8(word >> 8))
+            + np.int32(np.int8(word >> 16)) + np.int32(np.int8(word >> 24)))  # fmt: skip
 
 
 def kquant_shape(codes, group, block_scales, group_words, per_flush, quant_words=0,
@@ -343,21 +353,66 @@ def no_group(isa, sc, tb, lane0, g):
     return z, z
 
 
+# ------------------------------------------------------------------ unpacked rows
+# The 8-lane types in prompt batches: a tile's blocks are unpacked once into row buffers
+# (codes as bytes, d and m as floats) that every token then reads as a single token reads the
+# tiles: the same 8 lane sums in the same order, without unpacking the codes again per token
+# (llama.cpp's 8-lane order keeps 8 accumulators per row, too many to keep in memory per
+# token as the unpacked block shapes do). Q5_0's codes are stored less 16, as signed bytes.
+ROW_CODES = 8 * 16  # int32 per block: 8 code words, 16 rows
+ROW_FLOATS = 2 * 16  # float32 per block: d, then m (Q4_1 / Q5_1), 16 rows
+LOW4, BIT4 = np.int32(0x0F0F0F0F), np.int32(0x10101010)
+
+
+def row_unpacker(codes, block_scales, less_16):
+    @inline
+    def unpack_row(isa, qs, dh, t, n_blocks, lane0, codes_row, floats_row):
+        for b in range(n_blocks):
+            tb = t * n_blocks + b
+            for k in range(8):
+                c = codes(isa, qs, tb, lane0, k // 4, k % 4)
+                if less_16:  # ggml's way: the low nibble, with 0xF0 where bit 4 is clear
+                    flip = splat_i32(isa, BIT4) - (c & BIT4)
+                    c = (c & LOW4) | ((flip << 4) - flip)
+                store_i32(codes_row, b * ROW_CODES + k * 16 + lane0, c)
+            d, m = block_scales(isa, dh, tb, lane0)
+            store_f32(floats_row, b * ROW_FLOATS + lane0, d)
+            store_f32(floats_row, b * ROW_FLOATS + 16 + lane0, m)
+
+    return unpack_row
+
+
+@inline
+def row_codes(isa, codes_row, b, lane0, g, i):
+    return load_i32(isa, codes_row, b * ROW_CODES + (4 * g + i) * 16 + lane0)
+
+
+@inline
+def row_block_scales(isa, floats_row, b, lane0):
+    return (load_f32(isa, floats_row, b * ROW_FLOATS + lane0),
+            load_f32(isa, floats_row, b * ROW_FLOATS + 16 + lane0))  # fmt: skip
+
+
 DOTS, DOTS_UNPACKED, UNPACKERS = {}, {}, {}
 DOTS_PAIR = {}
+DOTS_ROW, ROW_UNPACKERS = {}, {}
 # types whose rows keep 8 partial sums (ggml's lanes) instead of one: a tuple of 8 vectors
-# (9 with a block minimum) from acc_zero to acc_total. They have no unpacked (prefill)
-# shapes, whose accumulators live in memory one vector per token: matmul runs them one token
-# at a time. These are the types without a code offset (Q8_0, Q4_1, Q5_1), whose ggml order
-# this keeps; type -> whether it has the minimum's sum. Q4_0 needs no split: llama.cpp
-# repacks it on AVX2 (q4_0_8x8) into kernels with one float sum per row, as the plain shape.
-# Q5_0 keeps the fast shapes too: its 8-lane order cost Gemma's prefill 5x in its gate/up
-# projections (no unpacked batch path), and Gemma's files also hold k-quants, not exact.
+# (9 with a block minimum) from acc_zero to acc_total; type -> whether it has the minimum's
+# sum. These are the types whose ggml order on x86 keeps 8 lanes (vec_dot, and tinyBLAS for
+# Q8_0 and Q5_0 batches). The batch kernel, whose accumulators live in memory one vector per
+# token, does not take them: linear_blocks runs their batches on unpacked rows (DOTS_ROW).
+# Not Q4_0: llama.cpp repacks it on AVX2 (q4_0_8x8) into kernels with one float sum per row
+# and block, the order of the plain shape.
+EIGHT_LANE_TYPES = (T.Q8_0, T.Q4_1, T.Q5_0, T.Q5_1)
 SPLIT_SUMS = {}
 for _t, (_codes, _scales, _offset, _has_m, _signed, _per_flush) in LEGACY_PARTS.items():
-    if _offset == 0:
+    if _t in EIGHT_LANE_TYPES:
         SPLIT_SUMS[_t] = _has_m
-        DOTS[_t] = legacy_exact_shape(_codes, _scales, _has_m, _signed, QUANT_WORDS[_t])
+        DOTS[_t] = legacy_exact_shape(_codes, _scales, _offset, _has_m, _signed,
+                                      QUANT_WORDS[_t])  # fmt: skip
+        ROW_UNPACKERS[_t] = row_unpacker(_codes, _scales, _offset == 16)
+        DOTS_ROW[_t] = legacy_exact_shape(row_codes, row_block_scales, 0, _has_m,
+                                          _signed or _offset == 16, 0)  # fmt: skip
         continue
     DOTS_PAIR[_t] = legacy_pair_shape(_offset, _has_m, _per_flush)
     DOTS[_t] = legacy_shape(_codes, _scales, _offset, _has_m, _per_flush, QUANT_WORDS[_t])

@@ -30,34 +30,55 @@ from .tile_dispatch import (
     acc_total,
     acc_zero,
     has_pair_shape,
+    has_row_shape,
     tile_dot,
+    tile_dot_row,
     tile_dot_unpacked,
     tile_dot_unpacked_gemm,
     tile_dot_unpacked_pair,
     tile_unpack,
+    tile_unpack_row,
 )
-from .tile_dots import UNPACKED_CODES, UNPACKED_FLOATS, UNPACKED_GROUPS
+from .tile_dots import ROW_CODES, ROW_FLOATS, UNPACKED_CODES, UNPACKED_FLOATS, UNPACKED_GROUPS
 
 FLOAT_F32, FLOAT_BF16 = 0, 2  # (F16 weights: rows_f16.py)
 
 
+BATCH_FROM = 4  # tokens from which blocks are unpacked once for all tokens
+
+
 @njit(cache=True, parallel=True)
 def linear_blocks(isa, qtype, n_tiles, quants, scales, halves, x, out):
-    """out[:, :16 * n_tiles] = x @ W.T for the tiled rows of W."""
+    """out[:, :16 * n_tiles] = x @ W.T for the tiled rows of W, one token at a time (the
+    8-lane types from BATCH_FROM tokens on unpacked rows, see tile_dots)."""
     n_tok = x.shape[0]
     xq, xd, xs, xsum = quantize_input(qtype, x)
     xq32 = xq.view(np.int32)  # (n_tok, n_in/4): 4 codes per word, as the tiles hold weights
     n_blocks = xd.shape[1]
     step = lanes(isa)  # rows per vector: a tile in 16 / step passes (from cache after the first)
+    rows = has_row_shape(qtype) and n_tok >= BATCH_FROM
+    no_codes, no_floats = np.empty(0, np.int32), np.empty(0, np.float32)
     for t in prange(n_tiles):
+        codes_row, floats_row = no_codes, no_floats  # (an allocation per tile costs decode 15 %)
+        if rows:
+            codes_row = np.empty(n_blocks * ROW_CODES, np.int32)
+            floats_row = np.empty(n_blocks * ROW_FLOATS, np.float32)
         for lane0 in range(0, 16, step):
+            if rows:
+                tile_unpack_row(qtype, isa, quants, halves, t, n_blocks, lane0, codes_row,
+                                floats_row)  # fmt: skip
             for tok in range(n_tok):
                 x_q, x_d, x_s, x_sum = xq32[tok], xd[tok], xs[tok], xsum[tok]
                 facc = acc_zero(qtype, isa)
-                for b in range(n_blocks):
-                    tb = t * n_blocks + b
-                    facc = tile_dot(qtype, isa, quants, scales, halves, tb, lane0, b, x_q, x_d,
-                                    x_s, x_sum, facc)  # fmt: skip
+                if rows:
+                    for b in range(n_blocks):
+                        facc = tile_dot_row(qtype, isa, codes_row, floats_row, b, lane0, x_q,
+                                            x_d, x_s, x_sum, facc)  # fmt: skip
+                else:
+                    for b in range(n_blocks):
+                        tb = t * n_blocks + b
+                        facc = tile_dot(qtype, isa, quants, scales, halves, tb, lane0, b, x_q,
+                                        x_d, x_s, x_sum, facc)  # fmt: skip
                 store_f32(out[tok], t * 16 + lane0, acc_total(qtype, isa, facc))
 
 

@@ -79,7 +79,7 @@ def test_matmul_matvec_every_isa(name):
             np.testing.assert_allclose(got, results[ISAS[0]], rtol=1e-5, atol=atol)
 
 
-@pytest.mark.parametrize("name", ["Q4_K", "Q6_K", "Q4_0", "Q5_1", "Q8_0"])
+@pytest.mark.parametrize("name", ["Q4_K", "Q6_K", "Q4_0", "Q5_0", "Q5_1", "Q8_0"])
 def test_matmul_many_tokens(name):
     """Prefill-sized batches (tokens two at a time for 32-weight types, an odd one last) give
     the same rows as one token at a time, except where llama.cpp sums a batch in another
@@ -215,10 +215,11 @@ def ref_legacy_ggml(name: str, raw: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("name", ["Q8_0", "Q4_1", "Q5_1"])
+@pytest.mark.parametrize("name", ["Q8_0", "Q4_1", "Q5_0", "Q5_1"])
 def test_legacy_sums_as_ggml_does(name):
-    """Q8_0, Q4_1 and Q5_1 results are llama.cpp's to the bit (its vec_dot and tinyBLAS
-    order), tiled rows and tail rows, one token and many, on every instruction-set path.
+    """Q8_0, Q4_1, Q5_0 and Q5_1 results are llama.cpp's to the bit (its vec_dot and
+    tinyBLAS order), tiled rows and tail rows, one token and a batch (on unpacked rows), on
+    every instruction-set path.
     (Q4_0 it repacks on AVX2, into kernels with one float sum per row and block, as llamba's
     plain shape keeps; the model tests check that file.)"""
     raw = make_weight(name, 37, 576)
