@@ -270,17 +270,25 @@ def _tile_dot_unpacked_pair(qtype, isa, codes_buf, groups_buf, floats_buf, lane0
     return impl
 
 
-@intrinsic
-def has_pair_shape(typingctx, qtype):
-    """Whether qtype's unpacked blocks have a two-token shape (a compile-time constant)."""
-    if not isinstance(qtype, StaticType):
-        return None
-    value = qtype.value in DOTS_PAIR
+def _has_shape(table: dict, doc: str):
+    """An intrinsic telling whether qtype is in table, as a compile-time constant."""
 
-    def codegen(context, builder, signature, args):
-        return context.get_constant(types.boolean, value)
+    @intrinsic
+    def has_shape(typingctx, qtype):
+        if not isinstance(qtype, StaticType):
+            return None
+        value = qtype.value in table
 
-    return types.boolean(qtype), codegen
+        def codegen(context, builder, signature, args):
+            return context.get_constant(types.boolean, value)
+
+        return types.boolean(qtype), codegen
+
+    has_shape.__doc__ = doc
+    return has_shape
+
+
+has_pair_shape = _has_shape(DOTS_PAIR, "Whether qtype's unpacked blocks have a two-token shape.")
 
 
 def tile_unpack_row(qtype, isa, qs, dh, t, n_blocks, lane0, codes_row, floats_row):
@@ -330,14 +338,4 @@ def _tile_dot_row(qtype, isa, codes_row, floats_row, b, lane0, xq, xd, xs, xsum,
     return impl
 
 
-@intrinsic
-def has_row_shape(typingctx, qtype):
-    """Whether qtype's batches run on unpacked rows (a compile-time constant)."""
-    if not isinstance(qtype, StaticType):
-        return None
-    value = qtype.value in DOTS_ROW
-
-    def codegen(context, builder, signature, args):
-        return context.get_constant(types.boolean, value)
-
-    return types.boolean(qtype), codegen
+has_row_shape = _has_shape(DOTS_ROW, "Whether qtype's batches run on unpacked rows.")
