@@ -3,7 +3,8 @@
 Two activation formats, each as separate arrays (quants apart from scales):
 - 32-blocks (for Q4_0 … Q8_0 weights): xq int8 (n_tok, n_in), xd float32 (n_tok, n_in/32)
   holding the fp16-rounded scale, xs float32 (n_tok, n_in/32) = fp16(d * sum(q)) (Q8_1's s),
-  xsum int32 (n_tok, n_in/32) = sum(q).
+  xsum int32 (n_tok, n_in/32) = sum(q). For Q5_0, xs holds the sums of every 4 codes
+  instead (int32 (n_tok, n_in/4)).
   Rounding as ggml's x86 quantize_row_q8_0/q8_1: d = amax/127, q = rint(x * 127/amax).
 - 256-blocks (for k-quant weights): xq int8 (n_tok, n_in), xd float32 (n_tok, n_in/256),
   xsum int32 (n_tok, n_in/16) = sums of 16 quants (bsums), as quantize_row_q8_K_ref;
@@ -101,9 +102,27 @@ def quantize_input_q8_k(x):
     return xq, xd, xs, xsum
 
 
+@njit(cache=True)
+def quantize_input_q8_words(x):
+    """As quantize_input_q8, but xs holds the sum of every word's 4 codes, int32 (n_tok,
+    n_in/4): Q5_0's 8-lane shape subtracts its code offset per word with them (its block
+    sums' scale it does not use)."""
+    xq, xd, _, xsum = quantize_input_q8(x)
+    xs = np.empty((x.shape[0], x.shape[1] // 4), np.int32)
+    for t in range(x.shape[0]):
+        for w in range(xs.shape[1]):
+            xs[t, w] = (np.int32(xq[t, 4 * w]) + np.int32(xq[t, 4 * w + 1])
+                        + np.int32(xq[t, 4 * w + 2]) + np.int32(xq[t, 4 * w + 3]))  # fmt: skip
+    return xq, xd, xs, xsum
+
+
 # quantize_input(qtype, x) -> (xq, xd, xs, xsum): x in the format weights of the static
 # type qtype take (one compiled function per format, shared by the types)
 quantize_input = static_dispatch(
-    {**dict.fromkeys(K_QUANTS, quantize_input_q8_k), **dict.fromkeys(LEGACY, quantize_input_q8)},
+    {
+        **dict.fromkeys(K_QUANTS, quantize_input_q8_k),
+        **dict.fromkeys(LEGACY, quantize_input_q8),
+        T.Q5_0: quantize_input_q8_words,
+    },
     "quantize_input",
 )

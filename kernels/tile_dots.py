@@ -106,10 +106,11 @@ def legacy_exact_shape(codes, block_scales, offset, has_m, signed, quant_words):
     sum, added last (ggml's `summs`). One sum per row, as the other shapes keep, rounds
     differently in the last bit; 8-bit activations downstream turn that into logit
     differences of up to 1. offset: the codes are stored + offset (Q5_0's 16), subtracted per
-    lane as the sum of the lane's activations times offset."""
+    lane as offset times the sum of the lane's 4 activations (xs holds those word sums for
+    such types, quantize_activations)."""
 
     @inline
-    def part(isa, qs, tb, lane0, k, xq, b, dd, f):  # word k: ggml's lane k
+    def part(isa, qs, tb, lane0, k, xq, xs, b, dd, f):  # word k: ggml's lane k
         c = codes(isa, qs, tb, lane0, k // 4, k % 4)
         a = act(isa, xq, b * 8 + k)
         if signed:
@@ -117,20 +118,20 @@ def legacy_exact_shape(codes, block_scales, offset, has_m, signed, quant_words):
         else:  # unsigned codes times signed bytes, widened: the lane's 4 products
             s = pflush(isa, zeros_i32(isa), pdot(isa, pzero(isa), c, a))
             if offset:
-                s = s - np.int32(offset) * byte_sum(xq[b * 8 + k])
+                s = s - np.int32(offset) * xs[b * 8 + k]
         return fma(to_f32(s), dd, f)
 
     @inline
-    def sums(isa, qs, tb, lane0, xq, b, dd, f0, f1, f2, f3, f4, f5, f6, f7):
+    def sums(isa, qs, tb, lane0, xq, xs, b, dd, f0, f1, f2, f3, f4, f5, f6, f7):
         return (
-            part(isa, qs, tb, lane0, 0, xq, b, dd, f0),
-            part(isa, qs, tb, lane0, 1, xq, b, dd, f1),
-            part(isa, qs, tb, lane0, 2, xq, b, dd, f2),
-            part(isa, qs, tb, lane0, 3, xq, b, dd, f3),
-            part(isa, qs, tb, lane0, 4, xq, b, dd, f4),
-            part(isa, qs, tb, lane0, 5, xq, b, dd, f5),
-            part(isa, qs, tb, lane0, 6, xq, b, dd, f6),
-            part(isa, qs, tb, lane0, 7, xq, b, dd, f7),
+            part(isa, qs, tb, lane0, 0, xq, xs, b, dd, f0),
+            part(isa, qs, tb, lane0, 1, xq, xs, b, dd, f1),
+            part(isa, qs, tb, lane0, 2, xq, xs, b, dd, f2),
+            part(isa, qs, tb, lane0, 3, xq, xs, b, dd, f3),
+            part(isa, qs, tb, lane0, 4, xq, xs, b, dd, f4),
+            part(isa, qs, tb, lane0, 5, xq, xs, b, dd, f5),
+            part(isa, qs, tb, lane0, 6, xq, xs, b, dd, f6),
+            part(isa, qs, tb, lane0, 7, xq, xs, b, dd, f7),
         )
 
     if has_m:
@@ -140,8 +141,8 @@ def legacy_exact_shape(codes, block_scales, offset, has_m, signed, quant_words):
             prefetch_lines(qs, tb, quant_words, 0, quant_words)
             d, m = block_scales(isa, dh, tb, lane0)
             f0, f1, f2, f3, f4, f5, f6, f7, fm = facc
-            f0, f1, f2, f3, f4, f5, f6, f7 = sums(isa, qs, tb, lane0, xq, b, d * xd[b], f0, f1,
-                                                  f2, f3, f4, f5, f6, f7)  # fmt: skip
+            f0, f1, f2, f3, f4, f5, f6, f7 = sums(isa, qs, tb, lane0, xq, xs, b, d * xd[b], f0,
+                                                  f1, f2, f3, f4, f5, f6, f7)  # fmt: skip
             return f0, f1, f2, f3, f4, f5, f6, f7, SUMMS(m, splat_f32(isa, xs[b]), fm)
 
         return dot
@@ -151,7 +152,7 @@ def legacy_exact_shape(codes, block_scales, offset, has_m, signed, quant_words):
         prefetch_lines(qs, tb, quant_words, 0, quant_words)
         d, _ = block_scales(isa, dh, tb, lane0)
         f0, f1, f2, f3, f4, f5, f6, f7 = facc
-        return sums(isa, qs, tb, lane0, xq, b, d * xd[b], f0, f1, f2, f3, f4, f5, f6, f7)
+        return sums(isa, qs, tb, lane0, xq, xs, b, d * xd[b], f0, f1, f2, f3, f4, f5, f6, f7)
 
     return dot
 
@@ -200,13 +201,6 @@ def q6_k_exact_shape(codes, group, block_scales, quant_words):
 @inline
 def SUMMS(m, s, acc):
     return acc + m * s
-
-
-@inline
-def byte_sum(word):
-    """The sum of the 4 signed bytes of an int32 word."""
-    return (np.int32(np.int8(word)) + np.int32(np.int8(word >> 8))
-            + np.int32(np.int8(word >> 16)) + np.int32(np.int8(word >> 24)))  # fmt: skip
 
 
 def kquant_shape(codes, group, block_scales, group_words, per_flush, quant_words=0,
