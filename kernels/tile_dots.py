@@ -352,23 +352,19 @@ def no_group(isa, sc, tb, lane0, g):
 # (codes as bytes, d and m as floats) that every token then reads as a single token reads the
 # tiles: the same 8 lane sums in the same order, without unpacking the codes again per token
 # (llama.cpp's 8-lane order keeps 8 accumulators per row, too many to keep in memory per
-# token as the unpacked block shapes do). Q5_0's codes are stored less 16, as signed bytes.
+# token as the unpacked block shapes do).
 ROW_CODES = 8 * 16  # int32 per block: 8 code words, 16 rows
 ROW_FLOATS = 2 * 16  # float32 per block: d, then m (Q4_1 / Q5_1), 16 rows
-LOW4, BIT4 = np.int32(0x0F0F0F0F), np.int32(0x10101010)
 
 
-def row_unpacker(codes, block_scales, less_16):
+def row_unpacker(codes, block_scales):
     @inline
     def unpack_row(isa, qs, dh, t, n_blocks, lane0, codes_row, floats_row):
         for b in range(n_blocks):
             tb = t * n_blocks + b
             for k in range(8):
-                c = codes(isa, qs, tb, lane0, k // 4, k % 4)
-                if less_16:  # ggml's way: the low nibble, with 0xF0 where bit 4 is clear
-                    flip = splat_i32(isa, BIT4) - (c & BIT4)
-                    c = (c & LOW4) | ((flip << 4) - flip)
-                store_i32(codes_row, b * ROW_CODES + k * 16 + lane0, c)
+                store_i32(codes_row, b * ROW_CODES + k * 16 + lane0,
+                          codes(isa, qs, tb, lane0, k // 4, k % 4))  # fmt: skip
             d, m = block_scales(isa, dh, tb, lane0)
             store_f32(floats_row, b * ROW_FLOATS + lane0, d)
             store_f32(floats_row, b * ROW_FLOATS + 16 + lane0, m)
@@ -404,9 +400,9 @@ for _t, (_codes, _scales, _offset, _has_m, _signed, _per_flush) in LEGACY_PARTS.
         SPLIT_SUMS[_t] = _has_m
         DOTS[_t] = legacy_exact_shape(_codes, _scales, _offset, _has_m, _signed,
                                       QUANT_WORDS[_t])  # fmt: skip
-        ROW_UNPACKERS[_t] = row_unpacker(_codes, _scales, _offset == 16)
-        DOTS_ROW[_t] = legacy_exact_shape(row_codes, row_block_scales, 0, _has_m,
-                                          _signed or _offset == 16, 0)  # fmt: skip
+        ROW_UNPACKERS[_t] = row_unpacker(_codes, _scales)
+        DOTS_ROW[_t] = legacy_exact_shape(row_codes, row_block_scales, _offset, _has_m, _signed,
+                                          0)  # fmt: skip
         continue
     DOTS_PAIR[_t] = legacy_pair_shape(_offset, _has_m, _per_flush)
     DOTS[_t] = legacy_shape(_codes, _scales, _offset, _has_m, _per_flush, QUANT_WORDS[_t])
