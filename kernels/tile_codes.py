@@ -27,6 +27,7 @@ from .simd import load_f16, load_i32, sext_byte, zeros_f32
 LOW4 = np.int32(0x0F0F0F0F)
 BIT0 = np.int32(0x01010101)
 LOW2 = np.int32(0x03030303)
+LOW3 = np.int32(0x07070707)
 
 
 @inline
@@ -123,10 +124,13 @@ def codes_q2_k(isa, qs, tb, lane0, g, i):
 
 @inline
 def codes_q3_k(isa, qs, tb, lane0, g, i):
-    # 8 hmask words (bit 4n + s), then 16 qs words as Q2_K; the code is stored + 4
-    n, s, h = g // 8, (g // 2) % 4, g % 2
-    low = (word(isa, qs, tb, 24, 8 + n * 8 + 4 * h + i, lane0) >> (2 * s)) & LOW2
-    return low | move_bits(word(isa, qs, tb, 24, 4 * h + i, lane0), 4 * n + s, 2, BIT0 << 2)
+    # whole 3-bit codes (stored + 4), code word c = 4g + i of 64 in words 3t .. 3t + 2 with
+    # t = c // 8 (repack.q3_k_triples): the first six whole, the last two split
+    t, pos = (4 * g + i) // 8, (4 * g + i) % 8
+    if pos < 6:
+        return (word(isa, qs, tb, 24, 3 * t + pos // 2, lane0) >> (3 * (pos % 2))) & LOW3
+    low = (word(isa, qs, tb, 24, 3 * t + pos - 6, lane0) >> 6) & LOW2
+    return low | move_bits(word(isa, qs, tb, 24, 3 * t + 2, lane0), pos, 2, BIT0 << 2)
 
 
 @inline
