@@ -9,9 +9,10 @@ scale bytes become 16-lane words too. The rows past the last whole tile stay as 
 Q5_0/Q5_1 high bits are also reordered inside their word: bit 8k + 2v + h of a row's word
 holds the high bit of weight 16h + 4v + k, the byte lane of the nibble it extends.
 
-Q3_K's 24 quant words (8 of high bits, 16 of 2-bit pairs) are regrouped into whole 3-bit codes
-(to_triples): unpacking a code then takes 2 vector operations instead of 5, which made the
-matvec about 1.9x faster (11008x4096: 10-11.6 -> 20.2-20.5 GB/s, alternating runs).
+Q3_K's and Q6_K's codes, split in the file into low bits and high bits kept apart, are
+regrouped into whole codes (to_triples, to_quads): unpacking a code then takes 1-2 vector
+operations instead of 5. This made Q3_K's matvec about 1.9x faster (11008x4096:
+10-11.6 -> 20.2-20.5 GB/s, alternating runs).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .dequantize import dequantize_row
 from .inline import inline
 
 TILE = 16  # rows per tile = SIMD lanes
+Q3_K_TRIPLES, Q6_K_QUADS = 1, 2  # TileLayout.regroup
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class TileLayout:
     quant_fields: tuple[tuple[int, int], ...]  # (offset, nbytes) of quant fields, in word order
     scale_fields: tuple[tuple[int, int], ...] = ()  # (offset, nbytes) of packed scale bytes
     shuffled_word: int = -1  # index of the quant word holding Q5_0/Q5_1 high bits
-    code_triples: bool = False  # Q3_K: quant words regrouped into whole codes (to_triples)
+    regroup: int = 0  # quant words regrouped into whole codes: Q3_K_TRIPLES, Q6_K_QUADS
 
     @property
     def quant_words(self) -> int:
@@ -52,10 +54,10 @@ LAYOUTS: dict[GGMLType, TileLayout] = {
     GGMLType.Q5_1: TileLayout((0, 2), ((8, 16), (4, 4)), shuffled_word=4),
     GGMLType.Q8_0: TileLayout((0,), ((2, 32),)),
     GGMLType.Q2_K: TileLayout((80, 82), ((16, 64),), ((0, 16),)),
-    GGMLType.Q3_K: TileLayout((108,), ((0, 32), (32, 64)), ((96, 12),), code_triples=True),
+    GGMLType.Q3_K: TileLayout((108,), ((0, 32), (32, 64)), ((96, 12),), regroup=Q3_K_TRIPLES),
     GGMLType.Q4_K: TileLayout((0, 2), ((16, 128),), ((4, 12),)),
     GGMLType.Q5_K: TileLayout((0, 2), ((16, 32), (48, 128)), ((4, 12),)),
-    GGMLType.Q6_K: TileLayout((208,), ((0, 128), (128, 64)), ((192, 16),)),
+    GGMLType.Q6_K: TileLayout((208,), ((0, 128), (128, 64)), ((192, 16),), regroup=Q6_K_QUADS),
 }
 
 for _t, _l in LAYOUTS.items():  # the tiles hold every byte of the block exactly once
@@ -95,11 +97,10 @@ def tile_blocks(raw: np.ndarray, t: GGMLType) -> Tiles:
 
 @inline
 def field_counts(table):
-    """Words of quants, words of scales and fp16 halves per tile block, and whether the quant
-    words are Q3_K triples, from a layout table (column 0 of each entry: 0 quants, 1 scales,
-    2 halves, 3 the triples mark)."""
-    n_qw = n_sw = n_h = 0
-    triples = False
+    """Words of quants, words of scales and fp16 halves per tile block, and how the quant words
+    are regrouped (TileLayout.regroup), from a layout table (column 0 of each entry: 0 quants,
+    1 scales, 2 halves, 3 the regrouping in column 1)."""
+    n_qw = n_sw = n_h = regroup = 0
     for i in range(table.shape[0]):
         if table[i, 0] == 0:
             n_qw += 1
@@ -108,11 +109,12 @@ def field_counts(table):
         elif table[i, 0] == 2:
             n_h += 1
         else:
-            triples = True
-    return n_qw, n_sw, n_h, triples
+            regroup = table[i, 1]
+    return n_qw, n_sw, n_h, regroup
 
 
 LOW2, BIT0 = np.uint32(0x03030303), np.uint32(0x01010101)
+LOW4, LOW6 = np.uint32(0x0F0F0F0F), np.uint32(0x3F3F3F3F)
 
 
 @inline
@@ -161,10 +163,51 @@ def from_triples(tile_words, file_words):
             file_words[4 * h + i] |= ((code >> np.uint32(2)) & BIT0) << np.uint32(4 * n + s)
 
 
+@inline
+def q6_k_code(file_words, g, i):
+    """Code word i of Q6_K scale group g = 8n + 2p + h from the file's quant words (32 of ql,
+    then 16 of qh): the 6-bit codes (stored + 32) of its 4 weights, one per byte."""
+    n, p, h = g // 8, (g // 2) % 4, g % 2
+    low = (file_words[16 * n + 8 * (p % 2) + 4 * h + i] >> np.uint32(4 * (p // 2))) & LOW4
+    high = (file_words[32 + 8 * n + 4 * h + i] >> np.uint32(2 * p)) & LOW2
+    return low | (high << np.uint32(4))
+
+
+@inline
+def to_quads(file_words, tile_words):
+    """Q6_K's quant words as tiles hold them: the 4 code words c0 .. c3 of group g in words
+    3g .. 3g + 2 = A, B, C: c0, c1, c2 in bits 0-5 of A, B, C, and c3's bits 0-1, 2-3, 4-5
+    in bits 6-7 of A, B, C."""
+    for g in range(16):
+        c3 = q6_k_code(file_words, g, 3)
+        for k in range(3):
+            top = ((c3 >> np.uint32(2 * k)) & LOW2) << np.uint32(6)
+            tile_words[3 * g + k] = q6_k_code(file_words, g, k) | top
+
+
+@inline
+def from_quads(tile_words, file_words):
+    """The inverse of to_quads."""
+    file_words[:] = 0
+    for g in range(16):
+        n, p, h = g // 8, (g // 2) % 4, g % 2
+        c3 = np.uint32(0)
+        for i in range(4):
+            if i < 3:
+                code = tile_words[3 * g + i] & LOW6
+                c3 |= ((tile_words[3 * g + i] >> np.uint32(6)) & LOW2) << np.uint32(2 * i)
+            else:
+                code = c3
+            file_words[16 * n + 8 * (p % 2) + 4 * h + i] |= (code & LOW4) << np.uint32(4 * (p // 2))
+            file_words[32 + 8 * n + 4 * h + i] |= ((code >> np.uint32(4)) & LOW2) << np.uint32(
+                2 * p
+            )
+
+
 @njit(cache=True)
 def tile_rows(raw, n_tiles, n_blocks, block_bytes, table, quants, scales, halves):
     """The tiled fields (flat outputs) of raw's first 16 * n_tiles rows; see untile_row."""
-    n_qw, n_sw, n_h, triples = field_counts(table)
+    n_qw, n_sw, n_h, regroup = field_counts(table)
     file_words = np.empty(n_qw, np.uint32)  # one block's quant words, as in the file
     tile_words = np.empty(n_qw, np.uint32)
     for tile in range(n_tiles):  # serial: memory-bound, and no thread wake-ups per tensor
@@ -198,8 +241,10 @@ def tile_rows(raw, n_tiles, n_blocks, block_bytes, table, quants, scales, halves
                         file_words[word] = v
                     else:
                         scales[(tb * n_sw + word) * 16 + lane] = v
-                if triples:
+                if regroup == Q3_K_TRIPLES:
                     to_triples(file_words, tile_words)
+                elif regroup == Q6_K_QUADS:
+                    to_quads(file_words, tile_words)
                 else:
                     tile_words[:] = file_words
                 for w in range(n_qw):
@@ -208,8 +253,8 @@ def tile_rows(raw, n_tiles, n_blocks, block_bytes, table, quants, scales, halves
 
 def layout_table(t: GGMLType) -> np.ndarray:
     """The layout as int64 rows for Numba: (kind, block offset, nbytes, word index, shuffled)
-    for kind 0 = quant words, 1 = scale words, 2 = fp16 halves; then (3, 0, 0, 0, 0) if the
-    quant words are Q3_K triples."""
+    for kind 0 = quant words, 1 = scale words, 2 = fp16 halves; then (3, regroup, 0, 0, 0) if
+    the quant words are regrouped."""
     layout = LAYOUTS[t]
     rows = []
     for kind, fields in ((0, layout.quant_fields), (1, layout.scale_fields)):
@@ -222,8 +267,8 @@ def layout_table(t: GGMLType) -> np.ndarray:
                 word += 1
     for h, off in enumerate(layout.halves):
         rows.append((2, off, 2, h, 0))
-    if layout.code_triples:
-        rows.append((3, 0, 0, 0, 0))
+    if layout.regroup:
+        rows.append((3, layout.regroup, 0, 0, 0))
     return np.array(rows, np.int64)
 
 
@@ -231,7 +276,7 @@ def layout_table(t: GGMLType) -> np.ndarray:
 def untile_row(quants, scales, halves, n_blocks, table, row, block_bytes, dst):
     """Rebuild the file blocks of tiled row `row` into dst (row_bytes uint8)."""
     tile, lane = divmod(row, 16)
-    n_qw, n_sw, n_h, triples = field_counts(table)
+    n_qw, n_sw, n_h, regroup = field_counts(table)
     tile_words = np.empty(n_qw, np.uint32)
     file_words = np.empty(n_qw, np.uint32)
     for b in range(n_blocks):
@@ -239,8 +284,10 @@ def untile_row(quants, scales, halves, n_blocks, table, row, block_bytes, dst):
         tb = tile * n_blocks + b
         for w in range(n_qw):
             tile_words[w] = quants[(tb * n_qw + w) * 16 + lane]
-        if triples:
+        if regroup == Q3_K_TRIPLES:
             from_triples(tile_words, file_words)
+        elif regroup == Q6_K_QUADS:
+            from_quads(tile_words, file_words)
         else:
             file_words[:] = tile_words
         for i in range(table.shape[0]):

@@ -28,6 +28,7 @@ LOW4 = np.int32(0x0F0F0F0F)
 BIT0 = np.int32(0x01010101)
 LOW2 = np.int32(0x03030303)
 LOW3 = np.int32(0x07070707)
+LOW6 = np.int32(0x3F3F3F3F)
 
 
 @inline
@@ -106,13 +107,13 @@ def codes_q5_k(isa, qs, tb, lane0, j, i):
 
 @inline
 def codes_q6_k(isa, qs, tb, lane0, g, i):
-    # group g = 8n + 2p + h (16 weights at 128n + 32p + 16h); 32 ql words then 16 qh words:
-    # its words are ql word 16n + 8(p % 2) + 4h + i (low nibbles for p < 2) and bits 2p of
-    # qh word 32 + 8n + 4h + i
-    n, p, h = g // 8, (g // 2) % 4, g % 2
-    w = 4 * h + i
-    low = (word(isa, qs, tb, 48, n * 16 + (p % 2) * 8 + w, lane0) >> (4 * (p // 2))) & LOW4
-    return low | move_bits(word(isa, qs, tb, 48, 32 + n * 8 + w, lane0), 2 * p, 4, LOW2 << 4)
+    # whole 6-bit codes (stored + 32), group g's 4 code words in words 3g .. 3g + 2
+    # (repack.to_quads): the first three in bits 0-5, the fourth in bits 6-7 of all three
+    if i < 3:
+        return word(isa, qs, tb, 48, 3 * g + i, lane0) & LOW6
+    a, b = word(isa, qs, tb, 48, 3 * g, lane0), word(isa, qs, tb, 48, 3 * g + 1, lane0)
+    c = word(isa, qs, tb, 48, 3 * g + 2, lane0)
+    return move_bits(a, 6, 0, LOW2) | move_bits(b, 6, 2, LOW2 << 2) | move_bits(c, 6, 4, LOW2 << 4)
 
 
 @inline
