@@ -132,12 +132,12 @@ def to_triples(file_words, tile_words):
     in group and word order) in words 3t .. 3t + 2 = A, B, C: c0, c1 in bits 0-2 and 3-5 of
     A, c2, c3 of B, c4, c5 of C; c6's low bits in bits 6-7 of A and its high bit in bit 6 of
     C, c7's in B and bit 7 of C."""
+    codes = np.empty(8, np.uint32)
     for t in range(8):
         n, s = t // 4, t % 4
-        c0, c1 = q3_k_code(file_words, n, s, 0, 0), q3_k_code(file_words, n, s, 0, 1)
-        c2, c3 = q3_k_code(file_words, n, s, 0, 2), q3_k_code(file_words, n, s, 0, 3)
-        c4, c5 = q3_k_code(file_words, n, s, 1, 0), q3_k_code(file_words, n, s, 1, 1)
-        c6, c7 = q3_k_code(file_words, n, s, 1, 2), q3_k_code(file_words, n, s, 1, 3)
+        for pos in range(8):  # a loop, not 8 calls: constant arguments compile 8 variants
+            codes[pos] = q3_k_code(file_words, n, s, pos // 4, pos % 4)
+        c0, c1, c2, c3, c4, c5, c6, c7 = codes
         tile_words[3 * t] = c0 | (c1 << np.uint32(3)) | ((c6 & LOW2) << np.uint32(6))
         tile_words[3 * t + 1] = c2 | (c3 << np.uint32(3)) | ((c7 & LOW2) << np.uint32(6))
         tile_words[3 * t + 2] = (c4 | (c5 << np.uint32(3))
@@ -178,11 +178,13 @@ def to_quads(file_words, tile_words):
     """Q6_K's quant words as tiles hold them: the 4 code words c0 .. c3 of group g in words
     3g .. 3g + 2 = A, B, C: c0, c1, c2 in bits 0-5 of A, B, C, and c3's bits 0-1, 2-3, 4-5
     in bits 6-7 of A, B, C."""
+    codes = np.empty(4, np.uint32)
     for g in range(16):
-        c3 = q6_k_code(file_words, g, 3)
-        for k in range(3):
-            top = ((c3 >> np.uint32(2 * k)) & LOW2) << np.uint32(6)
-            tile_words[3 * g + k] = q6_k_code(file_words, g, k) | top
+        for i in range(4):  # a loop, not 4 calls: constant arguments compile 4 variants
+            codes[i] = q6_k_code(file_words, g, i)
+        for i in range(3):
+            top = ((codes[3] >> np.uint32(2 * i)) & LOW2) << np.uint32(6)
+            tile_words[3 * g + i] = codes[i] | top
 
 
 @inline
