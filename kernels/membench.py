@@ -30,20 +30,32 @@ def read_words(isa, words, n_chunks, out):
         store_f32(out, c * 16, to_f32((a0 + a1) + (a2 + a3)))
 
 
+class BandwidthProbe:
+    """One timed read of an n_bytes array with `threads` threads per measure(): a benchmark
+    interleaves it with the runs it reports, so that a fraction of the bandwidth compares
+    figures taken moments apart on a host whose bandwidth drifts."""
+
+    def __init__(self, n_bytes: int = 1 << 30, threads: int = 1):
+        self.words = np.ones(n_bytes // 4, np.int32)
+        self.out = np.empty(16 * 64, np.float32)
+        self.threads = threads
+        self.isa = isa_token()
+        self.measure()  # compiles, and faults the pages in
+
+    def measure(self) -> float:
+        """GB/s of one read of the array."""
+        previous = numba.get_num_threads()
+        numba.set_num_threads(self.threads)
+        try:
+            t0 = time.perf_counter()
+            read_words(self.isa, self.words, 64, self.out)
+            seconds = time.perf_counter() - t0
+        finally:
+            numba.set_num_threads(previous)
+        return self.words.nbytes / seconds / 1e9
+
+
 def read_bandwidth(n_bytes: int = 1 << 30, threads: int = 1, repeats: int = 5) -> float:
     """Best read bandwidth in GB/s over `repeats` passes of an n_bytes array."""
-    words = np.ones(n_bytes // 4, np.int32)
-    out = np.empty(16 * 64, np.float32)
-    isa = isa_token()
-    previous = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        read_words(isa, words, 64, out)
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            read_words(isa, words, 64, out)
-            best = min(best, time.perf_counter() - t0)
-    finally:
-        numba.set_num_threads(previous)
-    return words.nbytes / best / 1e9
+    probe = BandwidthProbe(n_bytes, threads)
+    return max(probe.measure() for _ in range(repeats))

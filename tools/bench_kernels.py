@@ -3,7 +3,8 @@
 Prints, in one run:
 - DRAM read bandwidth with 1 and 2 threads (1 GiB read with vector loads);
 - matvec GB/s of weight bytes per type on 4096x4096, 11008x4096 and the real models'
-  shapes, with the fraction of the measured bandwidth (at the benchmark's thread count);
+  shapes, with the fraction of the bandwidth (at the benchmark's thread count) measured
+  between its runs: this host's bandwidth drifts by a third within minutes;
   each timing cycles through copies of the matrix (256 MiB in all), so the weights come
   from DRAM and not from the L3 cache, which holds a whole 11008x4096 Q4_0 matrix;
 - matmul with 512 columns in GOP/s next to numpy float32 matmul on the dequantized matrix;
@@ -27,7 +28,7 @@ import numpy as np
 from ..formats.ggml_types import TYPE_INFO, GGMLType
 from ..kernels import linear
 from ..kernels.cpu_features import available_isas, best_isa
-from ..kernels.membench import read_bandwidth
+from ..kernels.membench import BandwidthProbe, read_bandwidth
 from ..kernels.quantize import quantize
 from ..kernels.repack import LAYOUTS
 
@@ -92,7 +93,9 @@ def cold_copies(w: linear.PackedWeight, min_bytes: int = COLD_BYTES) -> list:
     return copies
 
 
-def bench_matvec(types, shapes, repeats, rng):
+def bench_matvec(types, shapes, repeats, rng, probe: BandwidthProbe | None = None):
+    """Median matvec GB/s per type and shape. With a probe, a bandwidth read follows each
+    timed run, and fraction_of_bandwidth is the median of the run-by-run fractions."""
     rows = []
     for name in types:
         t = GGMLType[name]
@@ -103,15 +106,26 @@ def bench_matvec(types, shapes, repeats, rng):
             x = rng.standard_normal(n_in, np.float32)
             out = np.empty(n_out, np.float32)
             copies = cold_copies(w)
-
-            def each(copies=copies, x=x, out=out):
+            rates, bandwidths = [], []
+            for i in range(repeats + 1):  # the first run compiles and warms up
+                t0 = time.perf_counter()
                 for c in copies:
                     linear.matvec(c, x, out)
-
-            sec = median_seconds(each, repeats) / len(copies)
+                if i:
+                    rates.append(w.nbytes * len(copies) / (time.perf_counter() - t0) / 1e9)
+                    if probe is not None:
+                        bandwidths.append(probe.measure())
             del copies
-            rows.append({"type": name, "shape": what, "n_out": n_out, "n_in": n_in,
-                         "bytes": w.nbytes, "seconds": sec, "gb_per_s": w.nbytes / sec / 1e9})  # fmt: skip
+            row = {"type": name, "shape": what, "n_out": n_out, "n_in": n_in,
+                   "bytes": w.nbytes, "gb_per_s": statistics.median(rates),
+                   "runs_gb_per_s": rates}  # fmt: skip
+            row["seconds"] = w.nbytes / row["gb_per_s"] / 1e9
+            if probe is not None:
+                row["bandwidth_gb_per_s"] = statistics.median(bandwidths)
+                row["fraction_of_bandwidth"] = statistics.median(
+                    r / b for r, b in zip(rates, bandwidths, strict=True)
+                )
+            rows.append(row)
             del w
     return rows
 
@@ -186,11 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     report["dram_read_gb_per_s"] = bw
     linear.set_num_threads(args.threads)
     report["threads"] = linear.get_num_threads()
-    limit = bw[2] if report["threads"] >= 2 else bw[1]
     shapes = SHAPES[:2] if args.quick else SHAPES
-    report["matvec"] = bench_matvec(types, shapes, args.repeats, rng)
-    for row in report["matvec"]:
-        row["fraction_of_bandwidth"] = row["gb_per_s"] / limit
+    probe = BandwidthProbe(COLD_BYTES, report["threads"])
+    report["matvec"] = bench_matvec(types, shapes, args.repeats, rng, probe)
+    del probe
     if not args.no_matmul:
         report["matmul_512"] = bench_matmul(types, 4096, 4096, 512, max(3, args.repeats // 2), rng)
     report["quantize"] = bench_quantize(max(1, args.repeats // 3), rng)
@@ -203,14 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"instruction set {report['isa']} (available: {', '.join(report['available_isas'])}), "
           f"{report['threads']} threads")  # fmt: skip
     print(f"DRAM read bandwidth: {bw[1]:.1f} GB/s (1 thread), {bw[2]:.1f} GB/s (2 threads)")
-    print(
-        f"\nmatvec, GB/s of weight bytes (median of {args.repeats}), fraction of {limit:.1f} GB/s"
-    )
-    print(f"{'type':<6} {'shape':<20} {'n_out x n_in':>14} {'MB':>8} {'GB/s':>7} {'of BW':>6}")
+    print(f"\nmatvec, GB/s of weight bytes (median of {args.repeats}); BW: the read bandwidth "
+          f"measured after each run, and 'of BW' the median of the run-by-run fractions")  # fmt: skip
+    print(f"{'type':<6} {'shape':<20} {'n_out x n_in':>14} {'MB':>8} {'GB/s':>7} {'BW':>6} "
+          f"{'of BW':>6}")  # fmt: skip
     for r in report["matvec"]:
         dims = f"{r['n_out']}x{r['n_in']}"
         print(f"{r['type']:<6} {r['shape']:<20} {dims:>14} {r['bytes'] / 1e6:>8.1f} "
-              f"{r['gb_per_s']:>7.1f} {r['fraction_of_bandwidth']:>6.0%}")  # fmt: skip
+              f"{r['gb_per_s']:>7.1f} {r['bandwidth_gb_per_s']:>6.1f} "
+              f"{r['fraction_of_bandwidth']:>6.0%}")  # fmt: skip
     if "matmul_512" in report:
         print("\nmatmul 4096x4096 by 512 columns, GOP/s (numpy: float32 on the dequantized matrix)")
         print(f"{'type':<6} {'llamba':>8} {'numpy':>8} {'ratio':>6}")
