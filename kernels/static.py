@@ -44,9 +44,16 @@ def static(value: str | int) -> Static:
     return Static(value)
 
 
+@functools.cache
+def _static_type(value: str | int) -> StaticType:
+    return StaticType(value)
+
+
 @typeof_impl.register(Static)
 def _typeof_static(val, c):
-    return StaticType(val.value)
+    # built once per value: a Numba type's construction (interning) takes microseconds, and
+    # kernels called through Numba's own dispatch type their static arguments on every call
+    return _static_type(val.value)
 
 
 register_model(StaticType)(models.OpaqueModel)
