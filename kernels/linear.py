@@ -198,6 +198,36 @@ def matmul(w: PackedWeight, x: np.ndarray, out: np.ndarray, isa: str | None = No
         _linear_float((token, kind), token, kind, w.float_tiles, w.float_tail, x, out)
 
 
+def one_token_runner(w: PackedWeight, isa: str | None = None):
+    """run(x, out): matmul(w, x, out) for one token, x (1, n_in) and out (1, n_out), without
+    matmul's checks and choices, made once here. For a model's decode loop, where the arrays
+    are its own C-contiguous float32 buffers: the checks cost as much as a small kernel's work
+    (a 135M model makes 120 such calls per token)."""
+    if w.quants is not None:
+        token, qtype = isa_token(isa), w.qtype_token
+        key, fixed, tail = (token, qtype), (token, qtype, w.n_tiles, w.quants, w.scales, w.halves), w.tail  # fmt: skip
+
+        def run(x: np.ndarray, out: np.ndarray) -> None:
+            _linear_blocks(key, *fixed, x, out)
+            if tail.shape[0]:
+                _linear_tail(qtype, qtype, tail, x, out)
+
+    elif w.ggml_type == GGMLType.F16:
+        rows = w.float_tail
+
+        def run(x: np.ndarray, out: np.ndarray) -> None:
+            _linear_f16((V8,), V8, rows, x, out)
+
+    else:
+        token, kind = isa_token(isa), _FLOAT_KIND[w.ggml_type]
+        key, fixed = (token, kind), (token, kind, w.float_tiles, w.float_tail)
+
+        def run(x: np.ndarray, out: np.ndarray) -> None:
+            _linear_float(key, *fixed, x, out)
+
+    return run
+
+
 def matvec(w: PackedWeight, x: np.ndarray, out: np.ndarray, isa: str | None = None) -> None:
     """out = W @ x; x (n_in,) float32, out (n_out,) float32."""
     if x.ndim != 1 or out.ndim != 1:

@@ -99,6 +99,19 @@ def test_matmul_many_tokens(name):
             np.testing.assert_array_equal(vec, got[t])
 
 
+@pytest.mark.parametrize("name", ALL_TYPES)
+def test_one_token_runner_gives_matmuls_bits(name):
+    # the engine's decode path: matmul's one-token kernels without its per-call checks
+    n_in = widths(name)[0]
+    pw = linear.pack_weight(make_weight(name, 37, n_in, seed=3), name, n_in)  # 2 tiles + tail
+    x = np.random.default_rng(4).standard_normal((1, n_in)).astype(np.float32)
+    for isa in ISAS:
+        want = run_matmul(pw, x, isa)
+        got = np.full_like(want, np.nan)
+        linear.one_token_runner(pw, isa=isa)(x, got)
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("name", ["Q8_0", "Q6_K", "F16"])
 def test_get_rows(name):
     n_in = widths(name)[0]

@@ -98,17 +98,18 @@ class ProjectionGroup:
                 start += n_outs[i]
             self.members.append(bounds)
         self._views: dict[tuple[int, int], list] = {}  # (id(scratch), n) -> cached outputs
+        self._runners = [linear.one_token_runner(w) for w in self.weights]  # decode, unchecked
+        self._checked = False  # whether a checked one-token call has passed
 
     def _outputs(self, scratch: np.ndarray, n: int):
         key = (id(scratch), n)
         cached = self._views.get(key)
         if cached is None:
             cached, offset = [], 0
-            for w, bounds in zip(self.weights, self.members, strict=True):
+            for w, run, bounds in zip(self.weights, self._runners, self.members, strict=True):
                 out = scratch[offset : offset + n * w.n_out].reshape(n, w.n_out)  # (n, n_out)
                 offset += n * w.n_out
-                vec_out = out[0]  # (n_out,) for the single-token path
-                cached.append((w, out, vec_out, [out[:, a:b] for a, b in bounds]))
+                cached.append((w, run, out, [out[:, a:b] for a, b in bounds]))
             self._views[key] = cached
         return cached
 
@@ -116,12 +117,13 @@ class ProjectionGroup:
         """x: (n, n_in) C-contiguous float32 -> list of (n, n_out_i) views into scratch."""
         n = x.shape[0]
         views = []
-        for w, out, vec_out, members in self._outputs(scratch, n):
-            if n == 1:
-                linear.matvec(w, x[0], vec_out)
-            else:
+        for w, run, out, members in self._outputs(scratch, n):
+            if n == 1 and self._checked:
+                run(x, out)
+            else:  # checked: prompt batches, and the first token, which vouches for the rest
                 linear.matmul(w, x, out)
             views.extend(members)
+        self._checked = self._checked or n == 1
         return views
 
     @property
