@@ -206,6 +206,24 @@ def from_quads(tile_words, file_words):
             )
 
 
+@inline
+def regroup_words(regroup, src, dst, inverse):
+    """dst = a block's quant words src as the tiles hold them (TileLayout.regroup), or with
+    inverse, tile words back as the file holds them."""
+    if regroup == Q3_K_TRIPLES:
+        if inverse:
+            from_triples(src, dst)
+        else:
+            to_triples(src, dst)
+    elif regroup == Q6_K_QUADS:
+        if inverse:
+            from_quads(src, dst)
+        else:
+            to_quads(src, dst)
+    else:
+        dst[:] = src
+
+
 @njit(cache=True)
 def tile_rows(raw, n_tiles, n_blocks, block_bytes, table, quants, scales, halves):
     """The tiled fields (flat outputs) of raw's first 16 * n_tiles rows; see untile_row."""
@@ -243,12 +261,7 @@ def tile_rows(raw, n_tiles, n_blocks, block_bytes, table, quants, scales, halves
                         file_words[word] = v
                     else:
                         scales[(tb * n_sw + word) * 16 + lane] = v
-                if regroup == Q3_K_TRIPLES:
-                    to_triples(file_words, tile_words)
-                elif regroup == Q6_K_QUADS:
-                    to_quads(file_words, tile_words)
-                else:
-                    tile_words[:] = file_words
+                regroup_words(regroup, file_words, tile_words, False)
                 for w in range(n_qw):
                     quants[(tb * n_qw + w) * 16 + lane] = tile_words[w]
 
@@ -286,12 +299,7 @@ def untile_row(quants, scales, halves, n_blocks, table, row, block_bytes, dst):
         tb = tile * n_blocks + b
         for w in range(n_qw):
             tile_words[w] = quants[(tb * n_qw + w) * 16 + lane]
-        if regroup == Q3_K_TRIPLES:
-            from_triples(tile_words, file_words)
-        elif regroup == Q6_K_QUADS:
-            from_quads(tile_words, file_words)
-        else:
-            file_words[:] = tile_words
+        regroup_words(regroup, tile_words, file_words, True)
         for i in range(table.shape[0]):
             kind, off, word = table[i, 0], table[i, 1], table[i, 3]
             if kind == 3:
