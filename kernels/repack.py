@@ -24,7 +24,7 @@ from numba import njit
 
 from ..formats.ggml_types import TYPE_INFO, GGMLType
 from .dequantize import dequantize_row
-from .inline import inline
+from .inline import inline, runtime
 
 TILE = 16  # rows per tile = SIMD lanes
 Q3_K_TRIPLES, Q6_K_QUADS = 1, 2  # TileLayout.regroup
@@ -148,7 +148,8 @@ def to_triples(file_words, tile_words):
 @inline
 def from_triples(tile_words, file_words):
     """The inverse of to_triples."""
-    file_words[:] = 0
+    for w in range(file_words.size):
+        file_words[w] = 0
     for t in range(8):
         n, s = t // 4, t % 4
         a, b, c = tile_words[3 * t], tile_words[3 * t + 1], tile_words[3 * t + 2]
@@ -190,7 +191,8 @@ def to_quads(file_words, tile_words):
 @inline
 def from_quads(tile_words, file_words):
     """The inverse of to_quads."""
-    file_words[:] = 0
+    for w in range(file_words.size):
+        file_words[w] = 0
     for g in range(16):
         n, p, h = g // 8, (g // 2) % 4, g % 2
         c3 = np.uint32(0)
@@ -209,7 +211,8 @@ def from_quads(tile_words, file_words):
 @inline
 def regroup_words(regroup, src, dst, inverse):
     """dst = a block's quant words src as the tiles hold them (TileLayout.regroup), or with
-    inverse, tile words back as the file holds them."""
+    inverse (1), tile words back as the file holds them. Callers pass inverse as runtime(0 or
+    1), so that both directions compile as one function."""
     if regroup == Q3_K_TRIPLES:
         if inverse:
             from_triples(src, dst)
@@ -220,8 +223,10 @@ def regroup_words(regroup, src, dst, inverse):
             from_quads(src, dst)
         else:
             to_quads(src, dst)
-    else:
-        dst[:] = src
+    else:  # loops here and in from_triples / from_quads, not slice assignments, which took
+        # Numba 3 s to compile
+        for w in range(src.size):
+            dst[w] = src[w]
 
 
 @njit(cache=True)
@@ -261,7 +266,7 @@ def tile_rows(raw, n_tiles, n_blocks, block_bytes, table, quants, scales, halves
                         file_words[word] = v
                     else:
                         scales[(tb * n_sw + word) * 16 + lane] = v
-                regroup_words(regroup, file_words, tile_words, False)
+                regroup_words(regroup, file_words, tile_words, runtime(0))
                 for w in range(n_qw):
                     quants[(tb * n_qw + w) * 16 + lane] = tile_words[w]
 
@@ -299,7 +304,7 @@ def untile_row(quants, scales, halves, n_blocks, table, row, block_bytes, dst):
         tb = tile * n_blocks + b
         for w in range(n_qw):
             tile_words[w] = quants[(tb * n_qw + w) * 16 + lane]
-        regroup_words(regroup, tile_words, file_words, True)
+        regroup_words(regroup, tile_words, file_words, runtime(1))
         for i in range(table.shape[0]):
             kind, off, word = table[i, 0], table[i, 1], table[i, 3]
             if kind == 3:
