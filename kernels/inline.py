@@ -40,10 +40,11 @@ def unrolled(step, n):
     """An @inline function run(first, carry, args) that returns carry after
     `carry = step(i, carry, args)` for i = first .. first + n - 1, every call written out.
 
-    LLVM keeps a loop whose body is large (a k-quant's 16 scale groups) as a loop, with the
+    LLVM keeps a loop whose body is large (Q6_K's 8 word parts of a lane) as a loop, with the
     group index, its shifts and its word offsets computed at run time; written out, each
     call's index is a constant and folds away. Halves are shared, so this compiles
-    log2(n) + 1 small functions."""
+    log2(n) + 1 small functions. Not for whole k-quant super-blocks: written out, their
+    16 groups made loops of ~4000 instructions whose speed varied 3x between runs."""
     if n == 1:
         return step
     key = (step, n)
