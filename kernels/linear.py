@@ -25,6 +25,7 @@ from .dequantize import dequantize_rows
 from .ggml_sums import V8
 from .repack import TILE, dequantize_tiled_rows, layout_table, tile_blocks
 from .rows_f16 import linear_f16
+from .simd import AVX2, ISA_TOKENS, isa_variant
 from .static import DirectCall, static
 from .tile_dots import SPLIT_SUMS, TILED_FROM, TILED_ORDER
 from .tiled import (
@@ -148,6 +149,13 @@ def pack_weight(raw: np.ndarray, ggml_type_: int | str | GGMLType, n_in: int) ->
     return w
 
 
+# types whose one-token kernel runs 8 rows per vector on AVX2: Q6_K's 8 float sums per row
+# (ggml's lanes) filled the 16 ymm registers at 16 rows, and its words spilled
+# (tile_dots.q6_k_exact_shape); _NARROWED: isa token -> the token such types run with
+NARROW_TYPES = {int(GGMLType.Q6_K)}
+_NARROWED = {ISA_TOKENS[AVX2]: isa_variant(AVX2, 8)}
+
+
 _linear_blocks = DirectCall(linear_blocks)
 _linear_blocks_batch = DirectCall(linear_blocks_batch)
 _linear_tail = DirectCall(linear_tail)
@@ -186,6 +194,8 @@ def matmul(w: PackedWeight, x: np.ndarray, out: np.ndarray, isa: str | None = No
         tiled_batch = t in TILED_ORDER and x.shape[0] >= TILED_FROM  # llama.cpp's order there
         one_at_a_time = x.shape[0] < BATCH_FROM or (t in SPLIT_SUMS and not tiled_batch)
         kernel = _linear_blocks if one_at_a_time else _linear_blocks_batch
+        if one_at_a_time and t in NARROW_TYPES:
+            token = _NARROWED.get(token, token)
         kernel((token, w.qtype_token), token, w.qtype_token, w.n_tiles, w.quants, w.scales,
                w.halves, x, out)  # fmt: skip
         if w.tail.shape[0]:
@@ -205,6 +215,8 @@ def one_token_runner(w: PackedWeight, isa: str | None = None):
     (a 135M model makes 120 such calls per token)."""
     if w.quants is not None:
         token, qtype = isa_token(isa), w.qtype_token
+        if int(w.ggml_type) in NARROW_TYPES:
+            token = _NARROWED.get(token, token)
         key, fixed, tail = (token, qtype), (token, qtype, w.n_tiles, w.quants, w.scales, w.halves), w.tail  # fmt: skip
 
         def run(x: np.ndarray, out: np.ndarray) -> None:

@@ -208,6 +208,19 @@ def prefetch(typingctx, arr, index):
     return types.void(arr, types.intp), codegen
 
 
+@intrinsic
+def schedule_barrier(typingctx):
+    """Keeps the instruction scheduler from moving code across this point (an empty inline
+    asm with side effects ends a scheduling region; it emits no instruction). Registers are
+    still allocated across it."""
+
+    def codegen(context, builder, signature, args):
+        builder.asm(ir.FunctionType(ir.VoidType(), []), "", "", [], True)
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
 def _splatter(doc, result, scalar):
     @intrinsic
     def splat(typingctx, isa, value):
