@@ -34,6 +34,7 @@ from .tiled import (
     FLOAT_F32,
     linear_blocks,
     linear_blocks_batch,
+    linear_blocks_halves,
     linear_float,
     linear_tail,
 )
@@ -149,15 +150,16 @@ def pack_weight(raw: np.ndarray, ggml_type_: int | str | GGMLType, n_in: int) ->
     return w
 
 
-# types whose one-token kernel runs 8 rows per vector on AVX2: Q6_K's 8 float sums per row
-# (ggml's lanes) filled the 16 ymm registers at 16 rows, and its words spilled
-# (tile_dots.q6_k_exact_shape); _NARROWED: isa token -> the token such types run with
+# types whose one-token kernel runs 8 rows per vector on AVX2 (linear_blocks_halves): Q6_K's
+# 8 float sums per row (ggml's lanes) filled the 16 ymm registers at 16 rows, and its words
+# spilled (tile_dots.q6_k_exact_shape); _NARROWED: isa token -> the token they run with
 NARROW_TYPES = {int(GGMLType.Q6_K)}
 _NARROWED = {ISA_TOKENS[AVX2]: isa_variant(AVX2, 8)}
 
 
 _linear_blocks = DirectCall(linear_blocks)
 _linear_blocks_batch = DirectCall(linear_blocks_batch)
+_linear_blocks_halves = DirectCall(linear_blocks_halves)
 _linear_tail = DirectCall(linear_tail)
 _linear_float = DirectCall(linear_float)
 _linear_f16 = DirectCall(linear_f16)
@@ -194,8 +196,8 @@ def matmul(w: PackedWeight, x: np.ndarray, out: np.ndarray, isa: str | None = No
         tiled_batch = t in TILED_ORDER and x.shape[0] >= TILED_FROM  # llama.cpp's order there
         one_at_a_time = x.shape[0] < BATCH_FROM or (t in SPLIT_SUMS and not tiled_batch)
         kernel = _linear_blocks if one_at_a_time else _linear_blocks_batch
-        if one_at_a_time and t in NARROW_TYPES:
-            token = _NARROWED.get(token, token)
+        if one_at_a_time and t in NARROW_TYPES and token in _NARROWED:
+            kernel, token = _linear_blocks_halves, _NARROWED[token]
         kernel((token, w.qtype_token), token, w.qtype_token, w.n_tiles, w.quants, w.scales,
                w.halves, x, out)  # fmt: skip
         if w.tail.shape[0]:
@@ -214,13 +216,13 @@ def one_token_runner(w: PackedWeight, isa: str | None = None):
     are its own C-contiguous float32 buffers: the checks cost as much as a small kernel's work
     (a 135M model makes 120 such calls per token)."""
     if w.quants is not None:
-        token, qtype = isa_token(isa), w.qtype_token
-        if int(w.ggml_type) in NARROW_TYPES:
-            token = _NARROWED.get(token, token)
+        token, qtype, kernel = isa_token(isa), w.qtype_token, _linear_blocks
+        if int(w.ggml_type) in NARROW_TYPES and token in _NARROWED:
+            kernel, token = _linear_blocks_halves, _NARROWED[token]
         key, fixed, tail = (token, qtype), (token, qtype, w.n_tiles, w.quants, w.scales, w.halves), w.tail  # fmt: skip
 
         def run(x: np.ndarray, out: np.ndarray) -> None:
-            _linear_blocks(key, *fixed, x, out)
+            kernel(key, *fixed, x, out)
             if tail.shape[0]:
                 _linear_tail(qtype, qtype, tail, x, out)
 
