@@ -161,15 +161,11 @@ def group_q2_k(isa, sc, tb, lane0, g):
 @inline
 def group_q3_k(isa, sc, tb, lane0, g):
     # 12 packed bytes: low 4 bits of scale g in bytes 0-7, high 2 bits in bytes 8-11
+    # (branch-free: g is a loop variable) low nibble of byte g % 4 of word (g // 4) % 2 for
+    # groups 0-7, high nibble for 8-15
     s0, s1, s2 = word(isa, sc, tb, 3, 0, lane0), word(isa, sc, tb, 3, 1, lane0), word(isa, sc, tb, 3, 2, lane0)  # fmt: skip
-    if g < 4:
-        lo = s0 >> (8 * g)
-    elif g < 8:
-        lo = s1 >> (8 * (g - 4))
-    elif g < 12:
-        lo = s0 >> (8 * (g - 8) + 4)
-    else:
-        lo = s1 >> (8 * (g - 12) + 4)
+    low_word = s1 if (g // 4) % 2 else s0
+    lo = low_word >> (8 * (g % 4) + 4 * (g // 8))
     hi = (s2 >> (8 * (g % 4) + 2 * (g // 4))) & 3
     scale = ((lo & 0xF) | (hi << 4)) - 32
     return scale, scale << 2  # codes are stored + 4
