@@ -1,6 +1,7 @@
 """The fused matrix kernels: one call quantizes the input and runs every tile.
 
     linear_blocks(isa, qtype, n_tiles, quants, scales, halves, x, out)
+    linear_blocks_batch(...), linear_blocks_halves(...)  (same arguments)
     linear_tail(qtype, tail, x, out)
         W of a block type in tiles (repack.Tiles fields, flat) plus tail rows in file blocks;
         x (n_tok, n_in) float32, out (n_tok, n_out) float32 = x @ W.T: the tiled rows, then
@@ -8,6 +9,8 @@
     linear_float(isa, kind, tiles, tail, x, out)
         F32 / BF16 (kind 0 / 2) W: tiles flat (n_tiles, n_in, 16) float32 or uint16
         bits, tail (n_out % 16, n_in).
+linear_blocks_batch unpacks each tile block once for many tokens; linear_blocks_halves runs
+8-row vectors through both halves of each tile block in one pass (linear.NARROW_TYPES).
 isa and qtype are static tokens (static.py). Work is split over tiles (one prange); each
 token's pass over a tile re-reads the tile's row of blocks from cache, so the weights
 stream from memory once per call whatever the number of tokens.
