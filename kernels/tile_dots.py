@@ -258,8 +258,9 @@ def kquant_shape(codes, group, block_scales, group_words, per_flush, quant_words
     def group_step(g, carry, args):
         isa, qs, sc, tb, lane0, b, xq, xsum = args
         isum, msum = carry
-        prefetch_lines(qs, tb, quant_words, g * quant_words // n_groups,
-                       (g + 1) * quant_words // n_groups)  # fmt: skip
+        if not paired:
+            prefetch_lines(qs, tb, quant_words, g * quant_words // n_groups,
+                           (g + 1) * quant_words // n_groups)  # fmt: skip
         scale, mn = group(isa, sc, tb, lane0, g)
         p = pzero(isa)
         for gg in range(group_words):
@@ -278,6 +279,9 @@ def kquant_shape(codes, group, block_scales, group_words, per_flush, quant_words
     # Q3_K 19 -> 24 GB/s in L3 (2048x2048). Not for Q4_K / Q5_K, whose 8 groups of 8 words
     # then ran at 55-70 % of their speed
     group_pair = unrolled(group_step, 2)
+    # quant lines prefetched per pair, written out (a prefetch loop per group split the
+    # pair's code: Q3_K 24 -> 27 GB/s in L3, 78 -> 86 % from DRAM)
+    pair_lines = 2 * quant_words // n_groups
 
     @inline
     def pair_flush(isa, dh, tb, lane0, b, xd, isum, msum, facc):  # per_pair: sums to float
@@ -292,6 +296,8 @@ def kquant_shape(codes, group, block_scales, group_words, per_flush, quant_words
         args = (isa, qs, sc, tb, lane0, b, xq, xsum)
         if paired:
             for pair in range(n_groups // 2):
+                for i in range(pair_lines):  # a constant count: no loop left
+                    prefetch(qs, (tb * quant_words + pair * pair_lines + i) * 16 + PREFETCH_WORDS)
                 isum, msum = group_pair(2 * pair, (isum, msum), args)
         else:
             for g in range(n_groups):
