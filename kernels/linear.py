@@ -167,6 +167,13 @@ _dequantize_tiled_rows = DirectCall(dequantize_tiled_rows)
 _dequantize_rows = DirectCall(dequantize_rows)
 
 
+def _one_token_kernel(t: int, token):
+    """(kernel, isa token) running block type t one token at a time."""
+    if t in NARROW_TYPES and token in _NARROWED:
+        return _linear_blocks_halves, _NARROWED[token]
+    return _linear_blocks, token
+
+
 def _check_matmul(w: PackedWeight, x: np.ndarray, out: np.ndarray) -> None:
     # the kernels are called without Numba's type dispatch: types and layouts are checked here
     if not (
@@ -195,9 +202,10 @@ def matmul(w: PackedWeight, x: np.ndarray, out: np.ndarray, isa: str | None = No
         t = int(w.ggml_type)
         tiled_batch = t in TILED_ORDER and x.shape[0] >= TILED_FROM  # llama.cpp's order there
         one_at_a_time = x.shape[0] < BATCH_FROM or (t in SPLIT_SUMS and not tiled_batch)
-        kernel = _linear_blocks if one_at_a_time else _linear_blocks_batch
-        if one_at_a_time and t in NARROW_TYPES and token in _NARROWED:
-            kernel, token = _linear_blocks_halves, _NARROWED[token]
+        if one_at_a_time:
+            kernel, token = _one_token_kernel(t, token)
+        else:
+            kernel = _linear_blocks_batch
         kernel((token, w.qtype_token), token, w.qtype_token, w.n_tiles, w.quants, w.scales,
                w.halves, x, out)  # fmt: skip
         if w.tail.shape[0]:
@@ -216,9 +224,8 @@ def one_token_runner(w: PackedWeight, isa: str | None = None):
     are its own C-contiguous float32 buffers: the checks cost as much as a small kernel's work
     (a 135M model makes 120 such calls per token)."""
     if w.quants is not None:
-        token, qtype, kernel = isa_token(isa), w.qtype_token, _linear_blocks
-        if int(w.ggml_type) in NARROW_TYPES and token in _NARROWED:
-            kernel, token = _linear_blocks_halves, _NARROWED[token]
+        qtype = w.qtype_token
+        kernel, token = _one_token_kernel(int(w.ggml_type), isa_token(isa))
         key, fixed, tail = (token, qtype), (token, qtype, w.n_tiles, w.quants, w.scales, w.halves), w.tail  # fmt: skip
 
         def run(x: np.ndarray, out: np.ndarray) -> None:

@@ -160,9 +160,9 @@ def group_q2_k(isa, sc, tb, lane0, g):
 
 @inline
 def group_q3_k(isa, sc, tb, lane0, g):
-    # 12 packed bytes: low 4 bits of scale g in bytes 0-7, high 2 bits in bytes 8-11
-    # (branch-free: g is a loop variable) low nibble of byte g % 4 of word (g // 4) % 2 for
-    # groups 0-7, high nibble for 8-15
+    # 12 packed bytes: the low 4 bits of scale g are the low nibble of byte g % 4 of word
+    # (g // 4) % 2 for groups 0-7, the high nibble for 8-15; the high 2 bits are in word 2.
+    # Branch-free, as g is a loop variable
     s0, s1, s2 = word(isa, sc, tb, 3, 0, lane0), word(isa, sc, tb, 3, 1, lane0), word(isa, sc, tb, 3, 2, lane0)  # fmt: skip
     low_word = s1 if (g // 4) % 2 else s0
     lo = low_word >> (8 * (g % 4) + 4 * (g // 8))
