@@ -29,14 +29,16 @@ from .simd import AVX2, ISA_TOKENS, isa_variant
 from .static import DirectCall, static
 from .tile_dots import SPLIT_SUMS, TILED_FROM, TILED_ORDER
 from .tiled import (
+    BATCH,
     BATCH_FROM,
     FLOAT_BF16,
     FLOAT_F32,
-    linear_blocks,
-    linear_blocks_batch,
-    linear_blocks_halves,
+    HALVES,
+    ONE_TOKEN,
+    block_task,
     linear_float,
     linear_tail,
+    run_block_tiles,
 )
 
 BLOCK_TYPES = (
@@ -157,9 +159,7 @@ NARROW_TYPES = {int(GGMLType.Q6_K)}
 _NARROWED = {ISA_TOKENS[AVX2]: isa_variant(AVX2, 8)}
 
 
-_linear_blocks = DirectCall(linear_blocks)
-_linear_blocks_batch = DirectCall(linear_blocks_batch)
-_linear_blocks_halves = DirectCall(linear_blocks_halves)
+_run_block_tiles = DirectCall(run_block_tiles)
 _linear_tail = DirectCall(linear_tail)
 _linear_float = DirectCall(linear_float)
 _linear_f16 = DirectCall(linear_f16)
@@ -167,11 +167,11 @@ _dequantize_tiled_rows = DirectCall(dequantize_tiled_rows)
 _dequantize_rows = DirectCall(dequantize_rows)
 
 
-def _one_token_kernel(t: int, token):
-    """(kernel, isa token) running block type t one token at a time."""
+def _one_token_task(t: int, token, qtype) -> int:
+    """block_task running block type t (static qtype) one token at a time."""
     if t in NARROW_TYPES and token in _NARROWED:
-        return _linear_blocks_halves, _NARROWED[token]
-    return _linear_blocks, token
+        return block_task(HALVES, _NARROWED[token], qtype)
+    return block_task(ONE_TOKEN, token, qtype)
 
 
 def _check_matmul(w: PackedWeight, x: np.ndarray, out: np.ndarray) -> None:
@@ -203,11 +203,11 @@ def matmul(w: PackedWeight, x: np.ndarray, out: np.ndarray, isa: str | None = No
         tiled_batch = t in TILED_ORDER and x.shape[0] >= TILED_FROM  # llama.cpp's order there
         one_at_a_time = x.shape[0] < BATCH_FROM or (t in SPLIT_SUMS and not tiled_batch)
         if one_at_a_time:
-            kernel, token = _one_token_kernel(t, token)
+            task = _one_token_task(t, token, w.qtype_token)
         else:
-            kernel = _linear_blocks_batch
-        kernel((token, w.qtype_token), token, w.qtype_token, w.n_tiles, w.quants, w.scales,
-               w.halves, x, out)  # fmt: skip
+            task = block_task(BATCH, token, w.qtype_token)
+        _run_block_tiles(w.qtype_token, task, w.qtype_token, w.n_tiles, w.quants, w.scales,
+                         w.halves, x, out)  # fmt: skip
         if w.tail.shape[0]:
             _linear_tail(w.qtype_token, w.qtype_token, w.tail, x, out)
     elif w.ggml_type == GGMLType.F16:
@@ -225,11 +225,11 @@ def one_token_runner(w: PackedWeight, isa: str | None = None):
     (a 135M model makes 120 such calls per token)."""
     if w.quants is not None:
         qtype = w.qtype_token
-        kernel, token = _one_token_kernel(int(w.ggml_type), isa_token(isa))
-        key, fixed, tail = (token, qtype), (token, qtype, w.n_tiles, w.quants, w.scales, w.halves), w.tail  # fmt: skip
+        task = _one_token_task(int(w.ggml_type), isa_token(isa), qtype)
+        fixed, tail = (task, qtype, w.n_tiles, w.quants, w.scales, w.halves), w.tail
 
         def run(x: np.ndarray, out: np.ndarray) -> None:
-            kernel(key, *fixed, x, out)
+            _run_block_tiles(qtype, *fixed, x, out)
             if tail.shape[0]:
                 _linear_tail(qtype, qtype, tail, x, out)
 

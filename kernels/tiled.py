@@ -1,7 +1,7 @@
 """The fused matrix kernels: one call quantizes the input and runs every tile.
 
-    linear_blocks(isa, qtype, n_tiles, quants, scales, halves, x, out)
-    linear_blocks_batch(...), linear_blocks_halves(...)  (same arguments)
+    run_block_tiles(task, qtype, n_tiles, quants, scales, halves, x, out)
+        with task = block_task(ONE_TOKEN | HALVES | BATCH, isa, qtype)
     linear_tail(qtype, tail, x, out)
         W of a block type in tiles (repack.Tiles fields, flat) plus tail rows in file blocks;
         x (n_tok, n_in) float32, out (n_tok, n_out) float32 = x @ W.T: the tiled rows, then
@@ -9,23 +9,29 @@
     linear_float(isa, kind, tiles, tail, x, out)
         F32 / BF16 (kind 0 / 2) W: tiles flat (n_tiles, n_in, 16) float32 or uint16
         bits, tail (n_out % 16, n_in).
-linear_blocks_batch unpacks each tile block once for many tokens; linear_blocks_halves runs
-8-row vectors through both halves of each tile block in one pass (linear.NARROW_TYPES).
-isa and qtype are static tokens (static.py). Work is split over tiles (one prange); each
+BATCH unpacks each tile block once for many tokens; HALVES runs 8-row vectors through both
+halves of each tile block in one pass (linear.NARROW_TYPES). isa and qtype are static
+tokens (static.py). run_block_tiles quantizes x and splits the tiles over the thread pool,
+each thread running the task function on its share (threads.py: a task function compiles in
+half the time of a prange kernel, the block kernels' cold compile 28 -> 23 s); each
 token's pass over a tile re-reads the tile's row of blocks from cache, so the weights
 stream from memory once per call whatever the number of tokens.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit, prange
+import functools
 
+import numpy as np
+from numba import carray, cfunc, njit, prange
+
+from ..formats.ggml_types import GGMLType as T
 from .dot_rows import dot_float_row, dot_row
 from .inline import inline
 from .quantize_activations import quantize_input
 from .scalar import bf16_to_f32, f32_to_bits
 from .simd import fma, lanes, load_bf16, load_f32, splat_f32, store_f32, zeros_f32
+from .threads import TASK_SIG, keep_alive, parallel_for, pointer, task_range
 from .tile_dispatch import (
     acc_load,
     acc_row_total,
@@ -50,111 +56,165 @@ FLOAT_F32, FLOAT_BF16 = 0, 2  # (F16 weights: rows_f16.py)
 BATCH_FROM = 4  # tokens from which blocks are unpacked once for all tokens
 
 
-@njit(cache=True, parallel=True)
-def linear_blocks(isa, qtype, n_tiles, quants, scales, halves, x, out):
-    """out[:, :16 * n_tiles] = x @ W.T for the tiled rows of W, one token at a time (the
-    8-lane types from BATCH_FROM tokens on unpacked rows, see tile_dots)."""
-    n_tok = x.shape[0]
-    xq, xd, xs, xsum = quantize_input(qtype, x)
-    xq32 = xq.view(np.int32)  # (n_tok, n_in/4): 4 codes per word, as the tiles hold weights
-    n_blocks = xd.shape[1]
-    step = lanes(isa)  # rows per vector: a tile in 16 / step passes (from cache after the first)
-    rows = has_row_shape(qtype) and n_tok >= BATCH_FROM
-    no_codes, no_floats = np.empty(0, np.int32), np.empty(0, np.float32)
-    for t in prange(n_tiles):
-        codes_row, floats_row = no_codes, no_floats  # no allocation per tile where unused
+@inline
+def block_arrays(data, xs_dtype):
+    """The arrays run_block_tiles passes its task functions, from its argument block."""
+    a = carray(pointer(data, np.int64), N_ARGV)
+    n_tok, n_in, n_blocks = a[14], a[15], a[16]
+    return (carray(pointer(a[0], np.int32), a[1]), carray(pointer(a[2], np.int32), a[3]),
+            carray(pointer(a[4], np.uint16), a[5]),
+            carray(pointer(a[6], np.int32), (n_tok, n_in // 4)),
+            carray(pointer(a[7], np.float32), (n_tok, n_blocks)),
+            carray(pointer(a[8], xs_dtype), (n_tok, a[9])),
+            carray(pointer(a[10], np.int32), (n_tok, a[11])),
+            carray(pointer(a[12], np.float32), (n_tok, a[13])))  # fmt: skip
+
+
+def one_token_task(isa, qtype, xs_dtype):
+    """Tiles one token at a time (the 8-lane types from BATCH_FROM tokens on unpacked
+    rows, see tile_dots)."""
+
+    @cfunc(TASK_SIG, cache=True)
+    def task(args, dims, steps, data):
+        first, count = task_range(args, dims)
+        quants, scales, halves, xq32, xd, xs, xsum, out = block_arrays(data, xs_dtype)
+        n_tok, n_blocks = xd.shape
+        step = lanes(
+            isa
+        )  # rows per vector: a tile in 16 / step passes (from cache after the first)
+        rows = has_row_shape(qtype) and n_tok >= BATCH_FROM
+        codes_row, floats_row = np.empty(0, np.int32), np.empty(0, np.float32)
         if rows:
             codes_row = np.empty(n_blocks * ROW_CODES, np.int32)
             floats_row = np.empty(n_blocks * ROW_FLOATS, np.float32)
-        for lane0 in range(0, 16, step):
-            if rows:
-                tile_unpack_row(qtype, isa, quants, halves, t, n_blocks, lane0, codes_row,
-                                floats_row)  # fmt: skip
+        for t in range(first, first + count):
+            for lane0 in range(0, 16, step):
+                if rows:
+                    tile_unpack_row(qtype, isa, quants, halves, t, n_blocks, lane0, codes_row,
+                                    floats_row)  # fmt: skip
+                for tok in range(n_tok):
+                    x_q, x_d, x_s, x_sum = xq32[tok], xd[tok], xs[tok], xsum[tok]
+                    facc = acc_zero(qtype, isa)
+                    if rows:
+                        for b in range(n_blocks):
+                            facc = tile_dot_row(qtype, isa, codes_row, floats_row, b, lane0, x_q,
+                                                x_d, x_s, x_sum, facc)  # fmt: skip
+                    else:
+                        for b in range(n_blocks):
+                            tb = t * n_blocks + b
+                            facc = tile_dot(qtype, isa, quants, scales, halves, tb, lane0, b, x_q,
+                                            x_d, x_s, x_sum, facc)  # fmt: skip
+                    store_f32(out[tok], t * 16 + lane0, acc_total(qtype, isa, facc))
+
+    return task
+
+
+def halves_task(isa, qtype, xs_dtype):
+    """As one_token_task, for an isa of 8 rows per vector: the two halves of each tile
+    block one after the other, so that the tile streams from memory in one pass (a pass per
+    half, the second from cache, left DRAM idle: Q6_K matvec 15 GB/s instead of 27)."""
+
+    @cfunc(TASK_SIG, cache=True)
+    def task(args, dims, steps, data):
+        first, count = task_range(args, dims)
+        quants, scales, halves, xq32, xd, xs, xsum, out = block_arrays(data, xs_dtype)
+        n_tok, n_blocks = xd.shape
+        for t in range(first, first + count):
             for tok in range(n_tok):
                 x_q, x_d, x_s, x_sum = xq32[tok], xd[tok], xs[tok], xsum[tok]
-                facc = acc_zero(qtype, isa)
-                if rows:
-                    for b in range(n_blocks):
-                        facc = tile_dot_row(qtype, isa, codes_row, floats_row, b, lane0, x_q,
-                                            x_d, x_s, x_sum, facc)  # fmt: skip
-                else:
-                    for b in range(n_blocks):
-                        tb = t * n_blocks + b
-                        facc = tile_dot(qtype, isa, quants, scales, halves, tb, lane0, b, x_q,
-                                        x_d, x_s, x_sum, facc)  # fmt: skip
-                store_f32(out[tok], t * 16 + lane0, acc_total(qtype, isa, facc))
+                facc, fnext = acc_zero(qtype, isa), acc_zero(qtype, isa)
+                for i in range(2 * n_blocks):  # rows 8 * (i % 2) .. of block i // 2
+                    b = i // 2
+                    facc = tile_dot(qtype, isa, quants, scales, halves, t * n_blocks + b,
+                                    8 * (i % 2), b, x_q, x_d, x_s, x_sum, facc)  # fmt: skip
+                    facc, fnext = fnext, facc  # one dot inlined, not two (compile time)
+                store_f32(out[tok], t * 16, acc_total(qtype, isa, facc))
+                store_f32(out[tok], t * 16 + 8, acc_total(qtype, isa, fnext))
+
+    return task
 
 
-@njit(cache=True, parallel=True)
-def linear_blocks_halves(isa, qtype, n_tiles, quants, scales, halves, x, out):
-    """As linear_blocks one token at a time, for an isa of 8 rows per vector: the two halves
-    of each tile block one after the other, so that the tile streams from memory in one
-    pass (a pass per half, the second from cache, left DRAM idle: Q6_K matvec 15 GB/s
-    instead of 27)."""
-    n_tok = x.shape[0]
-    xq, xd, xs, xsum = quantize_input(qtype, x)
-    xq32 = xq.view(np.int32)
-    n_blocks = xd.shape[1]
-    for t in prange(n_tiles):
-        for tok in range(n_tok):
-            x_q, x_d, x_s, x_sum = xq32[tok], xd[tok], xs[tok], xsum[tok]
-            facc, fnext = acc_zero(qtype, isa), acc_zero(qtype, isa)
-            for i in range(2 * n_blocks):  # rows 8 * (i % 2) .. of block i // 2
-                b = i // 2
-                facc = tile_dot(qtype, isa, quants, scales, halves, t * n_blocks + b,
-                                8 * (i % 2), b, x_q, x_d, x_s, x_sum, facc)  # fmt: skip
-                facc, fnext = fnext, facc  # one dot inlined, not two (compile time)
-            store_f32(out[tok], t * 16, acc_total(qtype, isa, facc))
-            store_f32(out[tok], t * 16 + 8, acc_total(qtype, isa, fnext))
+def batch_task(isa, qtype, xs_dtype):
+    """As one_token_task, for many tokens: each tile block is unpacked once into small
+    buffers (in L1) and then dotted with every token's activations."""
 
-
-@njit(cache=True, parallel=True)
-def linear_blocks_batch(isa, qtype, n_tiles, quants, scales, halves, x, out):
-    """As linear_blocks, for many tokens: each tile block is unpacked once into small buffers
-    (in L1) and then dotted with every token's activations."""
-    n_tok = x.shape[0]
-    xq, xd, xs, xsum = quantize_input(qtype, x)
-    xq32 = xq.view(np.int32)
-    n_blocks = xd.shape[1]
-    step = lanes(isa)
-    n_gemm = n_tok - n_tok % 4  # the tokens llama.cpp's repacked gemm takes (tile_dots)
-    for t in prange(n_tiles):
+    @cfunc(TASK_SIG, cache=True)
+    def task(args, dims, steps, data):
+        first, count = task_range(args, dims)
+        quants, scales, halves, xq32, xd, xs, xsum, out = block_arrays(data, xs_dtype)
+        n_tok, n_blocks = xd.shape
+        step = lanes(isa)
+        n_gemm = n_tok - n_tok % 4  # the tokens llama.cpp's repacked gemm takes (tile_dots)
         codes_buf = np.empty(UNPACKED_CODES, np.int32)
         groups_buf = np.empty(UNPACKED_GROUPS, np.int32)
         floats_buf = np.empty(UNPACKED_FLOATS, np.float32)
-        acc = np.zeros((n_tok, 32), np.float32)  # the tile's sums per token (acc_load)
+        acc = np.empty((n_tok, 32), np.float32)  # a tile's sums per token (acc_load)
         pairs = has_pair_shape(qtype)
-        for lane0 in range(0, 16, step):
-            for b in range(n_blocks):
-                tb = t * n_blocks + b
-                tile_unpack(qtype, isa, quants, scales, halves, tb, lane0, codes_buf, groups_buf,
-                            floats_buf)  # fmt: skip
-                tok = 0
-                while pairs and tok + 2 <= n_tok:  # two tokens per pass over the unpacked codes
-                    xa = (xq32[tok], xd[tok], xs[tok], xsum[tok])
-                    xb = (xq32[tok + 1], xd[tok + 1], xs[tok + 1], xsum[tok + 1])
-                    fa, fb = tile_dot_unpacked_pair(
-                        qtype, isa, codes_buf, groups_buf, floats_buf, lane0, b, xa, xb,
-                        load_f32(isa, acc[tok], lane0), load_f32(isa, acc[tok + 1], lane0),
-                    )  # fmt: skip
-                    store_f32(acc[tok], lane0, fa)
-                    store_f32(acc[tok + 1], lane0, fb)
-                    tok += 2
-                while tok < n_tok:  # types without a pair shape, and an odd last token
-                    facc = acc_load(qtype, isa, acc[tok], lane0)
-                    if tok < n_gemm:
-                        facc = tile_dot_unpacked_gemm(qtype, isa, codes_buf, groups_buf,
-                                                      floats_buf, lane0, b, xq32[tok], xd[tok],
-                                                      xs[tok], xsum[tok], facc)  # fmt: skip
-                    else:
-                        facc = tile_dot_unpacked(qtype, isa, codes_buf, groups_buf, floats_buf,
-                                                 lane0, b, xq32[tok], xd[tok], xs[tok],
-                                                 xsum[tok], facc)  # fmt: skip
-                    acc_store(qtype, acc[tok], lane0, facc)
-                    tok += 1
-        for tok in range(n_tok):
+        for t in range(first, first + count):
+            acc[:] = 0
             for lane0 in range(0, 16, step):
-                store_f32(out[tok], t * 16 + lane0, acc_row_total(qtype, isa, acc[tok], lane0))
+                for b in range(n_blocks):
+                    tb = t * n_blocks + b
+                    tile_unpack(qtype, isa, quants, scales, halves, tb, lane0, codes_buf,
+                                groups_buf, floats_buf)  # fmt: skip
+                    tok = 0
+                    while pairs and tok + 2 <= n_tok:  # two tokens per pass over the unpacked codes
+                        xa = (xq32[tok], xd[tok], xs[tok], xsum[tok])
+                        xb = (xq32[tok + 1], xd[tok + 1], xs[tok + 1], xsum[tok + 1])
+                        fa, fb = tile_dot_unpacked_pair(
+                            qtype, isa, codes_buf, groups_buf, floats_buf, lane0, b, xa, xb,
+                            load_f32(isa, acc[tok], lane0), load_f32(isa, acc[tok + 1], lane0),
+                        )  # fmt: skip
+                        store_f32(acc[tok], lane0, fa)
+                        store_f32(acc[tok + 1], lane0, fb)
+                        tok += 2
+                    while tok < n_tok:  # types without a pair shape, and an odd last token
+                        facc = acc_load(qtype, isa, acc[tok], lane0)
+                        if tok < n_gemm:
+                            facc = tile_dot_unpacked_gemm(qtype, isa, codes_buf, groups_buf,
+                                                          floats_buf, lane0, b, xq32[tok], xd[tok],
+                                                          xs[tok], xsum[tok], facc)  # fmt: skip
+                        else:
+                            facc = tile_dot_unpacked(qtype, isa, codes_buf, groups_buf, floats_buf,
+                                                     lane0, b, xq32[tok], xd[tok], xs[tok],
+                                                     xsum[tok], facc)  # fmt: skip
+                        acc_store(qtype, acc[tok], lane0, facc)
+                        tok += 1
+            for tok in range(n_tok):
+                for lane0 in range(0, 16, step):
+                    store_f32(out[tok], t * 16 + lane0, acc_row_total(qtype, isa, acc[tok], lane0))
+
+    return task
+
+
+ONE_TOKEN, HALVES, BATCH = one_token_task, halves_task, batch_task  # block_task's `run`
+_XS_DTYPE = {int(T.Q5_0): np.int32}  # quantize_input's xs: float32 but for Q5_0 (word sums)
+N_ARGV = 17  # run_block_tiles' argument block (addresses and sizes), read by block_task
+
+
+@njit(cache=True)
+def run_block_tiles(task, qtype, n_tiles, quants, scales, halves, x, out):
+    """out[:, :16 * n_tiles] = x @ W.T for the tiled rows of W (the fused kernel): quantize x,
+    then run the task function `task` (block_task's address) over the tiles on the pool."""
+    xq, xd, xs, xsum = quantize_input(qtype, x)
+    argv = np.empty(N_ARGV, np.int64)
+    argv[0], argv[1] = quants.ctypes.data, quants.size
+    argv[2], argv[3] = scales.ctypes.data, scales.size
+    argv[4], argv[5] = halves.ctypes.data, halves.size
+    argv[6], argv[7] = xq.ctypes.data, xd.ctypes.data
+    argv[8], argv[9] = xs.ctypes.data, xs.shape[1]
+    argv[10], argv[11] = xsum.ctypes.data, xsum.shape[1]
+    argv[12], argv[13] = out.ctypes.data, out.shape[1]
+    argv[14], argv[15], argv[16] = x.shape[0], x.shape[1], xd.shape[1]
+    parallel_for(task, n_tiles, argv.ctypes.data)
+    keep_alive((xq, xd, xs, xsum, argv))
+
+
+@functools.cache
+def block_task(run, isa, qtype) -> int:
+    """The address of the task function `run` (ONE_TOKEN, HALVES, BATCH) makes for static
+    tokens isa and qtype, to pass to run_block_tiles; compiled (or loaded) once."""
+    return run(isa, qtype, _XS_DTYPE.get(qtype.value, np.float32)).address
 
 
 @njit(cache=True)
