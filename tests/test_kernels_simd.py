@@ -90,23 +90,19 @@ AVX512_COMPILE = textwrap.dedent(
     from numba.core.typing.typeof import Purpose, typeof
     from llamba.kernels.simd import isa_variant
     from llamba.kernels.static import static
-    from llamba.kernels.tiled import linear_blocks, linear_float
+    from llamba.kernels.tiled import linear_float, one_token_task
 
     isa = isa_variant("avx512vnni")
     x = np.zeros((1, 256), np.float32)
     out = np.zeros((1, 16), np.float32)
-    words = np.zeros(1024, np.int32)
-    halves = np.zeros(64, np.uint16)
     for name, qtype in (("Q8_0", 8), ("Q4_K", 12), ("Q6_K", 14), ("F16", None)):
-        if qtype is not None:
-            kernel = linear_blocks
-            args = (isa, static(qtype), 1, words, words, halves, x, out)
+        if qtype is not None:  # the task function (a C callback, compiled when made)
+            asm = one_token_task(isa, static(qtype), np.float32)._library.get_asm_str()
         else:
-            kernel = linear_float
             args = (isa, 1, np.zeros(4096, np.uint16), np.zeros((0, 256), np.uint16), x, out)
-        sig = tuple(typeof(a, Purpose.argument) for a in args)
-        kernel.compile(sig)
-        asm = kernel.inspect_asm(sig)
+            sig = tuple(typeof(a, Purpose.argument) for a in args)
+            linear_float.compile(sig)
+            asm = linear_float.inspect_asm(sig)
         print(name, asm.count("vpdpbusd"), asm.count("%zmm"))
     """
 )
