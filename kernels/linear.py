@@ -23,8 +23,9 @@ from ..formats.ggml_types import TYPE_INFO, GGMLType, ggml_type, row_nbytes
 from .cpu_features import isa_token
 from .dequantize import dequantize_rows
 from .ggml_sums import V8
+from .quantize_activations import INPUT_FORMAT
 from .repack import TILE, dequantize_tiled_rows, layout_table, tile_blocks
-from .rows_f16 import linear_f16
+from .rows_f16 import f16_row_task, linear_f16
 from .simd import AVX2, ISA_TOKENS, isa_variant
 from .static import DirectCall, static
 from .tile_dots import SPLIT_SUMS, TILED_FROM, TILED_ORDER
@@ -36,6 +37,7 @@ from .tiled import (
     HALVES,
     ONE_TOKEN,
     block_task,
+    float_tile_task,
     linear_float,
     linear_tail,
     run_block_tiles,
@@ -71,13 +73,15 @@ class PackedWeight:
     """
 
     __slots__ = ("ggml_type", "n_out", "n_in", "quants", "scales", "halves", "tail",
-                 "float_tiles", "float_tail", "qtype_token", "_table")  # fmt: skip
+                 "float_tiles", "float_tail", "qtype_token", "input_token", "_table")  # fmt: skip
 
     def __init__(self, ggml_type: GGMLType, n_out: int, n_in: int):
         self.ggml_type = ggml_type
         self.n_out = n_out
         self.n_in = n_in
         self.qtype_token = static(int(ggml_type))
+        # the activation format's token, for run_block_tiles (quantize_activations)
+        self.input_token = static(int(INPUT_FORMAT.get(ggml_type, ggml_type)))
         self.quants = self.scales = self.halves = self.tail = None
         self.float_tiles = self.float_tail = None
         self._table = None
@@ -206,16 +210,16 @@ def matmul(w: PackedWeight, x: np.ndarray, out: np.ndarray, isa: str | None = No
             task = _one_token_task(t, token, w.qtype_token)
         else:
             task = block_task(BATCH, token, w.qtype_token)
-        _run_block_tiles(w.qtype_token, task, w.qtype_token, w.n_tiles, w.quants, w.scales,
+        _run_block_tiles(w.input_token, task, w.input_token, w.n_tiles, w.quants, w.scales,
                          w.halves, x, out)  # fmt: skip
         if w.tail.shape[0]:
             _linear_tail(w.qtype_token, w.qtype_token, w.tail, x, out)
     elif w.ggml_type == GGMLType.F16:
-        _linear_f16((V8,), V8, w.float_tail, x, out)
+        _linear_f16(V8, f16_row_task(V8), w.float_tail, x, out)
     else:
         token = isa_token(isa)
         kind = _FLOAT_KIND[w.ggml_type]
-        _linear_float((token, kind), token, kind, w.float_tiles, w.float_tail, x, out)
+        _linear_float(kind, float_tile_task(token, kind), kind, w.float_tiles, w.float_tail, x, out)
 
 
 def one_token_runner(w: PackedWeight, isa: str | None = None):
@@ -226,25 +230,26 @@ def one_token_runner(w: PackedWeight, isa: str | None = None):
     if w.quants is not None:
         qtype = w.qtype_token
         task = _one_token_task(int(w.ggml_type), isa_token(isa), qtype)
-        fixed, tail = (task, qtype, w.n_tiles, w.quants, w.scales, w.halves), w.tail
+        fmt = w.input_token
+        fixed, tail = (task, fmt, w.n_tiles, w.quants, w.scales, w.halves), w.tail
 
         def run(x: np.ndarray, out: np.ndarray) -> None:
-            _run_block_tiles(qtype, *fixed, x, out)
+            _run_block_tiles(fmt, *fixed, x, out)
             if tail.shape[0]:
                 _linear_tail(qtype, qtype, tail, x, out)
 
     elif w.ggml_type == GGMLType.F16:
-        rows = w.float_tail
+        rows, task = w.float_tail, f16_row_task(V8)
 
         def run(x: np.ndarray, out: np.ndarray) -> None:
-            _linear_f16((V8,), V8, rows, x, out)
+            _linear_f16(V8, task, rows, x, out)
 
     else:
-        token, kind = isa_token(isa), _FLOAT_KIND[w.ggml_type]
-        key, fixed = (token, kind), (token, kind, w.float_tiles, w.float_tail)
+        kind = _FLOAT_KIND[w.ggml_type]
+        fixed = (float_tile_task(isa_token(isa), kind), kind, w.float_tiles, w.float_tail)
 
         def run(x: np.ndarray, out: np.ndarray) -> None:
-            _linear_float(key, *fixed, x, out)
+            _linear_float(kind, *fixed, x, out)
 
     return run
 

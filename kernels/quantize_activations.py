@@ -126,3 +126,7 @@ quantize_input = static_dispatch(
     },
     "quantize_input",
 )
+
+# a representative weight type per activation format: kernels that differ by format only
+# (tiled.run_block_tiles) compile once per format, not once per weight type
+INPUT_FORMAT = {**dict.fromkeys(K_QUANTS, T.Q4_K), **dict.fromkeys(LEGACY, T.Q4_0), T.Q5_0: T.Q5_0}

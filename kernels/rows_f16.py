@@ -1,7 +1,7 @@
 """F16 weights in row layout, summed as llama.cpp sums them, so F16 files give its logits.
 
-    linear_f16(isa, w, x, out)   w (n_out, n_in) uint16 f16 bits, x (n_tok, n_in) float32,
-                                 out (n_tok, n_out) = x @ W.T
+    linear_f16(task, w, x, out)   task = f16_row_task(isa); w (n_out, n_in) uint16 f16 bits,
+                                  x (n_tok, n_in) float32, out (n_tok, n_out) = x @ W.T
 ggml rounds the activations to f16, then (ggml_sums.py): a single token goes through
 ggml_vec_dot_f16 (four 8-lane FMA chains 32 weights apart), a batch of tokens through
 tinyBLAS (one 8-lane chain per row and token, n_in a multiple of 8). Both run along a row,
@@ -11,13 +11,16 @@ A prefill block is 4 rows x 3 tokens: twelve chains share seven loads.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from numba import njit, prange
+from numba import carray, cfunc, njit
 
 from .ggml_sums import dot_f16_gemm, dot_f16_vec, hsum8
 from .inline import inline
 from .ops_f16 import f16_to_f32, f32_to_f16
 from .simd import fma, load_f16, load_f32, zeros_f32
+from .threads import TASK_SIG, keep_alive, parallel_for, pointer, task_range
 
 ROWS_PER_TASK = 32  # rows one thread takes at a time
 TOKENS_PER_PASS = 33  # a batch's activations in chunks that stay in L2 while a task's rows pass
@@ -53,35 +56,62 @@ def _gemm_4x3(isa, xa, xb, xc, w, r, n, out, t):
     out[t + 2, r + 2], out[t + 2, r + 3] = hsum8(c2), hsum8(c3)
 
 
-@njit(cache=True, parallel=True)
-def linear_f16(isa, w, x, out):
+def f16_task(isa):
+    """linear_f16's task function for the static isa token: row tasks first .. first +
+    count - 1, ROWS_PER_TASK rows each."""
+
+    @cfunc(TASK_SIG, cache=True)
+    def task(args, dims, steps, data):
+        first, count = task_range(args, dims)
+        a = carray(pointer(data, np.int64), 6)
+        n_tok, n_in, n_out = a[3], a[4], a[5]
+        w = carray(pointer(a[0], np.uint16), (n_out, n_in))
+        xr = carray(pointer(a[1], np.float32), (n_tok, n_in))
+        out = carray(pointer(a[2], np.float32), (n_tok, n_out))
+        batched = n_tok > 1 and n_in % 8 == 0
+        for row_task in range(first, first + count):
+            r0 = row_task * ROWS_PER_TASK
+            r1 = min(r0 + ROWS_PER_TASK, n_out)
+            if not batched:
+                for r in range(r0, r1):
+                    for t in range(n_tok):
+                        out[t, r] = dot_f16_vec(isa, xr[t], w[r], n_in)
+                continue
+            for t0 in range(0, n_tok, TOKENS_PER_PASS):
+                t1 = min(t0 + TOKENS_PER_PASS, n_tok)
+                r = r0
+                while r + 4 <= r1:
+                    t = t0
+                    while t + 3 <= t1:
+                        _gemm_4x3(isa, xr[t], xr[t + 1], xr[t + 2], w, r, n_in, out, t)
+                        t += 3
+                    for tt in range(t, t1):  # the batch's last one or two tokens
+                        for rr in range(r, r + 4):
+                            out[tt, rr] = dot_f16_gemm(isa, xr[tt], w[rr], n_in)
+                    r += 4
+                for rr in range(r, r1):
+                    for t in range(t0, t1):
+                        out[t, rr] = dot_f16_gemm(isa, xr[t], w[rr], n_in)
+
+    return task
+
+
+@functools.cache
+def f16_row_task(isa) -> int:
+    """The address of f16_task for the static isa token."""
+    return f16_task(isa).address
+
+
+@njit(cache=True)
+def linear_f16(task, w, x, out):
+    """out = x @ W.T; task: f16_row_task(isa), w C-contiguous."""
     n_tok, n_in = x.shape
-    n_out = w.shape[0]
     xr = np.empty_like(x)  # activations rounded to f16, as ggml converts them
     for t in range(n_tok):
         for k in range(n_in):
             xr[t, k] = f16_to_f32(f32_to_f16(x[t, k]))
-    batched = n_tok > 1 and n_in % 8 == 0
-    for task in prange((n_out + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
-        r0 = task * ROWS_PER_TASK
-        r1 = min(r0 + ROWS_PER_TASK, n_out)
-        if not batched:
-            for r in range(r0, r1):
-                for t in range(n_tok):
-                    out[t, r] = dot_f16_vec(isa, xr[t], w[r], n_in)
-            continue
-        for t0 in range(0, n_tok, TOKENS_PER_PASS):
-            t1 = min(t0 + TOKENS_PER_PASS, n_tok)
-            r = r0
-            while r + 4 <= r1:
-                t = t0
-                while t + 3 <= t1:
-                    _gemm_4x3(isa, xr[t], xr[t + 1], xr[t + 2], w, r, n_in, out, t)
-                    t += 3
-                for tt in range(t, t1):  # the batch's last one or two tokens
-                    for rr in range(r, r + 4):
-                        out[tt, rr] = dot_f16_gemm(isa, xr[tt], w[rr], n_in)
-                r += 4
-            for rr in range(r, r1):
-                for t in range(t0, t1):
-                    out[t, rr] = dot_f16_gemm(isa, xr[t], w[rr], n_in)
+    argv = np.empty(6, np.int64)
+    argv[0], argv[1], argv[2] = w.ctypes.data, xr.ctypes.data, out.ctypes.data
+    argv[3], argv[4], argv[5] = n_tok, n_in, w.shape[0]
+    parallel_for(task, (w.shape[0] + ROWS_PER_TASK - 1) // ROWS_PER_TASK, argv.ctypes.data)
+    keep_alive((xr, argv))

@@ -1,12 +1,12 @@
 """The fused matrix kernels: one call quantizes the input and runs every tile.
 
-    run_block_tiles(task, qtype, n_tiles, quants, scales, halves, x, out)
+    run_block_tiles(task, input_format, n_tiles, quants, scales, halves, x, out)
         with task = block_task(ONE_TOKEN | HALVES | BATCH, isa, qtype)
     linear_tail(qtype, tail, x, out)
         W of a block type in tiles (repack.Tiles fields, flat) plus tail rows in file blocks;
         x (n_tok, n_in) float32, out (n_tok, n_out) float32 = x @ W.T: the tiled rows, then
         the tail rows.
-    linear_float(isa, kind, tiles, tail, x, out)
+    linear_float(float_tile_task(isa, kind), kind, tiles, tail, x, out)
         F32 / BF16 (kind 0 / 2) W: tiles flat (n_tiles, n_in, 16) float32 or uint16
         bits, tail (n_out % 16, n_in).
 BATCH unpacks each tile block once for many tokens; HALVES runs 8-row vectors through both
@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import carray, cfunc, njit, prange
+from numba import carray, cfunc, njit
 
 from ..formats.ggml_types import GGMLType as T
 from .dot_rows import dot_float_row, dot_row
@@ -193,10 +193,11 @@ N_ARGV = 17  # run_block_tiles' argument block (addresses and sizes), read by bl
 
 
 @njit(cache=True)
-def run_block_tiles(task, qtype, n_tiles, quants, scales, halves, x, out):
-    """out[:, :16 * n_tiles] = x @ W.T for the tiled rows of W (the fused kernel): quantize x,
-    then run the task function `task` (block_task's address) over the tiles on the pool."""
-    xq, xd, xs, xsum = quantize_input(qtype, x)
+def run_block_tiles(task, input_format, n_tiles, quants, scales, halves, x, out):
+    """out[:, :16 * n_tiles] = x @ W.T for the tiled rows of W (the fused kernel): quantize x
+    as input_format says (a static quantize_activations.INPUT_FORMAT token), then run the
+    task function `task` (block_task's address) over the tiles on the pool."""
+    xq, xd, xs, xsum = quantize_input(input_format, x)
     argv = np.empty(N_ARGV, np.int64)
     argv[0], argv[1] = quants.ctypes.data, quants.size
     argv[2], argv[3] = scales.ctypes.data, scales.size
@@ -277,43 +278,84 @@ def float_dot_6(isa, kind, tiles, base, xr, tok, n_in):
     return a0, a1, a2, a3, a4, a5
 
 
-@njit(cache=True, parallel=True)
-def linear_float(isa, kind, tiles, tail, x, out):
+def float_task(isa, kind, tile_dtype):
+    """linear_float's task function for the static isa token and kind, tiles of tile_dtype:
+    tiles first .. first + count - 1."""
+
+    @cfunc(TASK_SIG, cache=True)
+    def task(args, dims, steps, data):
+        first, count = task_range(args, dims)
+        a = carray(pointer(data, np.int64), 7)
+        n_tok, n_in, n_out = a[4], a[5], a[6]
+        tiles = carray(pointer(a[0], tile_dtype), a[1])
+        xr = carray(pointer(a[2], np.float32), (n_tok, n_in))
+        out = carray(pointer(a[3], np.float32), (n_tok, n_out))
+        step = lanes(isa)
+        for t in range(first, first + count):
+            for lane0 in range(0, 16, step):
+                base = t * n_in * 16 + lane0
+                tok = 0
+                while tok + FLOAT_TOKEN_BLOCK <= n_tok:  # prefill
+                    a0, a1, a2, a3, a4, a5 = float_dot_6(isa, kind, tiles, base, xr, tok, n_in)
+                    store_f32(out[tok], t * 16 + lane0, a0)
+                    store_f32(out[tok + 1], t * 16 + lane0, a1)
+                    store_f32(out[tok + 2], t * 16 + lane0, a2)
+                    store_f32(out[tok + 3], t * 16 + lane0, a3)
+                    store_f32(out[tok + 4], t * 16 + lane0, a4)
+                    store_f32(out[tok + 5], t * 16 + lane0, a5)
+                    tok += FLOAT_TOKEN_BLOCK
+                while tok < n_tok:
+                    xt = xr[tok]
+                    # four independent accumulators hide the FMA latency
+                    a0, a1, a2, a3 = zeros_f32(isa), zeros_f32(isa), zeros_f32(isa), zeros_f32(isa)
+                    k = 0
+                    while k + 4 <= n_in:
+                        i = base + k * 16
+                        a0 = fma(load_lanes(isa, kind, tiles, i), splat_f32(isa, xt[k]), a0)
+                        a1 = fma(
+                            load_lanes(isa, kind, tiles, i + 16), splat_f32(isa, xt[k + 1]), a1
+                        )
+                        a2 = fma(
+                            load_lanes(isa, kind, tiles, i + 32), splat_f32(isa, xt[k + 2]), a2
+                        )
+                        a3 = fma(
+                            load_lanes(isa, kind, tiles, i + 48), splat_f32(isa, xt[k + 3]), a3
+                        )
+                        k += 4
+                    while k < n_in:
+                        a0 = fma(
+                            load_lanes(isa, kind, tiles, base + k * 16), splat_f32(isa, xt[k]), a0
+                        )
+                        k += 1
+                    store_f32(out[tok], t * 16 + lane0, (a0 + a1) + (a2 + a3))
+                    tok += 1
+
+    return task
+
+
+@functools.cache
+def float_tile_task(isa, kind: int) -> int:
+    """The address of float_task for the static isa token and kind (FLOAT_F32, FLOAT_BF16)."""
+    return float_task(isa, kind, np.float32 if kind == FLOAT_F32 else np.uint16).address
+
+
+@njit(cache=True)
+def linear_float(task, kind, tiles, tail, x, out):
+    """out = x @ W.T for F32 / BF16 W; task: float_tile_task(isa, kind)."""
     n_tok, n_in = x.shape
     n_tail = tail.shape[0]
     n_tiles = (out.shape[1] - n_tail) // 16
     xr = round_input(kind, x)
-    step = lanes(isa)
-    for t in prange(n_tiles):
-        for lane0 in range(0, 16, step):
-            base = t * n_in * 16 + lane0
-            tok = 0
-            while tok + FLOAT_TOKEN_BLOCK <= n_tok:  # prefill
-                a0, a1, a2, a3, a4, a5 = float_dot_6(isa, kind, tiles, base, xr, tok, n_in)
-                store_f32(out[tok], t * 16 + lane0, a0)
-                store_f32(out[tok + 1], t * 16 + lane0, a1)
-                store_f32(out[tok + 2], t * 16 + lane0, a2)
-                store_f32(out[tok + 3], t * 16 + lane0, a3)
-                store_f32(out[tok + 4], t * 16 + lane0, a4)
-                store_f32(out[tok + 5], t * 16 + lane0, a5)
-                tok += FLOAT_TOKEN_BLOCK
-            while tok < n_tok:
-                xt = xr[tok]
-                # four independent accumulators hide the FMA latency
-                a0, a1, a2, a3 = zeros_f32(isa), zeros_f32(isa), zeros_f32(isa), zeros_f32(isa)
-                k = 0
-                while k + 4 <= n_in:
-                    i = base + k * 16
-                    a0 = fma(load_lanes(isa, kind, tiles, i), splat_f32(isa, xt[k]), a0)
-                    a1 = fma(load_lanes(isa, kind, tiles, i + 16), splat_f32(isa, xt[k + 1]), a1)
-                    a2 = fma(load_lanes(isa, kind, tiles, i + 32), splat_f32(isa, xt[k + 2]), a2)
-                    a3 = fma(load_lanes(isa, kind, tiles, i + 48), splat_f32(isa, xt[k + 3]), a3)
-                    k += 4
-                while k < n_in:
-                    a0 = fma(load_lanes(isa, kind, tiles, base + k * 16), splat_f32(isa, xt[k]), a0)
-                    k += 1
-                store_f32(out[tok], t * 16 + lane0, (a0 + a1) + (a2 + a3))
-                tok += 1
+    argv = np.empty(7, np.int64)
+    argv[0], argv[1], argv[2], argv[3] = (
+        tiles.ctypes.data,
+        tiles.size,
+        xr.ctypes.data,
+        out.ctypes.data,
+    )
+    argv[4], argv[5], argv[6] = n_tok, n_in, out.shape[1]
+    parallel_for(task, n_tiles, argv.ctypes.data)
+    keep_alive((xr, argv))
     for r in range(n_tail):
         for tok in range(n_tok):
             out[tok, n_tiles * 16 + r] = dot_float_row(kind, tail[r], xr[tok])

@@ -135,7 +135,11 @@ def test_warm_type_compiles_every_matmul_kernel():
     kernels = (tiled.run_block_tiles, tiled.linear_float, rows_f16.linear_f16)
 
     def compiled():  # the kernels' specializations, and the block task functions made
-        return [len(k.overloads) for k in kernels] + [tiled.block_task.cache_info().currsize]
+        tasks = [
+            tiled.block_task.cache_info().currsize,
+            tiled.float_tile_task.cache_info().currsize,
+        ]
+        return [len(k.overloads) for k in kernels] + tasks
 
     for t in linear.SUPPORTED_TYPES:
         warm_type(t, [best_isa()])

@@ -84,25 +84,21 @@ def test_activation_quantization_q8_0_within_half_a_step():
 
 AVX512_COMPILE = textwrap.dedent(
     """
-    # compiled for Zen 4, never run: this machine may lack AVX-512, so no jitted code runs
-    # here (the arguments are built with numpy only)
+    # compiled for Zen 4, never run: this machine may lack AVX-512 (a task function compiles
+    # when made; none is called here)
     import numpy as np
-    from numba.core.typing.typeof import Purpose, typeof
     from llamba.kernels.simd import isa_variant
     from llamba.kernels.static import static
-    from llamba.kernels.tiled import linear_float, one_token_task
+    from llamba.kernels.tiled import FLOAT_BF16, float_task, one_token_task
 
     isa = isa_variant("avx512vnni")
-    x = np.zeros((1, 256), np.float32)
-    out = np.zeros((1, 16), np.float32)
     for name, qtype in (("Q8_0", 8), ("Q4_K", 12), ("Q6_K", 14), ("F16", None)):
-        if qtype is not None:  # the task function (a C callback, compiled when made)
-            asm = one_token_task(isa, static(qtype), np.float32)._library.get_asm_str()
+        # the task functions (C callbacks, compiled when made)
+        if qtype is not None:
+            task = one_token_task(isa, static(qtype), np.float32)
         else:
-            args = (isa, 1, np.zeros(4096, np.uint16), np.zeros((0, 256), np.uint16), x, out)
-            sig = tuple(typeof(a, Purpose.argument) for a in args)
-            linear_float.compile(sig)
-            asm = linear_float.inspect_asm(sig)
+            task = float_task(isa, FLOAT_BF16, np.uint16)
+        asm = task._library.get_asm_str()
         print(name, asm.count("vpdpbusd"), asm.count("%zmm"))
     """
 )
