@@ -20,7 +20,7 @@ from .ggml_sums import dot_f16_gemm, dot_f16_vec, hsum8
 from .inline import inline
 from .ops_f16 import f16_to_f32, f32_to_f16
 from .simd import fma, load_f16, load_f32, zeros_f32
-from .threads import TASK_SIG, keep_alive, parallel_for, pointer, task_range
+from .threads import TASK_SIG, keep_alive, parallel_for, pointer, start_pool, task_range
 
 ROWS_PER_TASK = 32  # rows one thread takes at a time
 TOKENS_PER_PASS = 33  # a batch's activations in chunks that stay in L2 while a task's rows pass
@@ -99,6 +99,7 @@ def f16_task(isa):
 @functools.cache
 def f16_row_task(isa) -> int:
     """The address of f16_task for the static isa token."""
+    start_pool()  # before the launcher that runs it compiles or loads
     return f16_task(isa).address
 
 

@@ -31,13 +31,19 @@ from numba.extending import intrinsic
 TASK_SIG = types.void(types.voidptr, types.CPointer(types.intp), types.CPointer(types.intp),
                       types.voidptr)  # fmt: skip
 
-numba.get_num_threads()  # starts the pool, which defines numba_parallel_for for the JIT
+
+def start_pool() -> None:
+    """Start Numba's thread pool (once), which defines numba_parallel_for for the JIT: before
+    compiling or loading code that calls parallel_for. Not at import, so that a program may
+    fork before its first kernel call (some threading layers do not survive a fork)."""
+    numba.get_num_threads()
 
 
 @intrinsic
 def parallel_for(typingctx, task_fn, n_tasks, argv):
     if not all(isinstance(a, types.Integer) for a in (task_fn, n_tasks, argv)):
         return None
+    start_pool()
 
     def codegen(context, builder, signature, args):
         fn, n, data = (context.cast(builder, a, t, types.int64)

@@ -31,7 +31,7 @@ from .inline import inline
 from .quantize_activations import quantize_input
 from .scalar import bf16_to_f32, f32_to_bits
 from .simd import fma, lanes, load_bf16, load_f32, splat_f32, store_f32, zeros_f32
-from .threads import TASK_SIG, keep_alive, parallel_for, pointer, task_range
+from .threads import TASK_SIG, keep_alive, parallel_for, pointer, start_pool, task_range
 from .tile_dispatch import (
     acc_load,
     acc_row_total,
@@ -215,6 +215,7 @@ def run_block_tiles(task, input_format, n_tiles, quants, scales, halves, x, out)
 def block_task(run, isa, qtype) -> int:
     """The address of the task function `run` (ONE_TOKEN, HALVES, BATCH) makes for static
     tokens isa and qtype, to pass to run_block_tiles; compiled (or loaded) once."""
+    start_pool()  # before the launcher that runs it compiles or loads
     return run(isa, qtype, _XS_DTYPE.get(qtype.value, np.float32)).address
 
 
@@ -336,6 +337,7 @@ def float_task(isa, kind, tile_dtype):
 @functools.cache
 def float_tile_task(isa, kind: int) -> int:
     """The address of float_task for the static isa token and kind (FLOAT_F32, FLOAT_BF16)."""
+    start_pool()  # before the launcher that runs it compiles or loads
     return float_task(isa, kind, np.float32 if kind == FLOAT_F32 else np.uint16).address
 
 
