@@ -1,11 +1,14 @@
 """Multi-threaded kernels without Numba's parfors: a serial kernel over a range of tasks,
 compiled as a C callback, run by Numba's thread pool.
 
-    parallel_for(task_fn, n_tasks, argv)   from Numba code: task_fn (an address, see
-                                           task_kernel) runs on the pool's threads, each
-                                           call taking a contiguous share of 0 .. n_tasks - 1
+    parallel_for(task_fn, n_tasks, argv)   from Numba code: task_fn (the address of a
+                                           cfunc of signature TASK_SIG) runs on the pool's
+                                           threads, each call taking a contiguous share
+                                           of 0 .. n_tasks - 1; argv: the argument block
+    keep_alive((a, b, ...))                after parallel_for: arrays the tasks read by address
     task_range(args, dims) -> (first, count)   inside a task function: its share
     pointer(address, dtype)                 a typed pointer (for numba.carray) to address
+    start_pool()                            from Python, before a launcher compiles or loads
 
 A `prange` kernel compiles its loop body twice over: once as the parfor's own function, and
 again when that function is linked into the kernel (so that the cached kernel holds it),
