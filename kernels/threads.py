@@ -17,10 +17,13 @@ Here the task function is compiled once and the kernel that launches it is small
 serial; the launch goes through the same pool entry point (numba_parallel_for) that parfors
 call, so the thread count (numba.set_num_threads) and threading layer are Numba's.
 
-A task function has the pool's signature TASK_SIG: (args, dims, steps, data). Its share
-comes in as args[0] (a base address 0 stepped 1 per task, so the pool's offsetting yields
-the first task index) and dims[0] (the count); data points at the launcher's int64 argument
-block (addresses and sizes of its arrays, which the launcher keeps alive).
+A task function has the pool's signature TASK_SIG: (args, dims, steps, data). The tasks
+go out in one chunk per thread, as a parfor's schedule does (the OpenMP layer calls a task
+function once per item it is handed; this way a task's set-up is paid once per thread).
+args[0] is a base address 0 stepped 1 per chunk, so that the pool's offsetting yields the
+chunk index, args[1] the number of chunks (stepped 0), dims (chunks, n_tasks); task_range
+turns them into tasks. data points at the launcher's int64 argument block (addresses and
+sizes of its arrays, which the launcher keeps alive).
 """
 
 from __future__ import annotations
@@ -60,16 +63,21 @@ def parallel_for(typingctx, task_fn, n_tasks, argv):
             cgutils.get_or_insert_function(module, ir.FunctionType(i64, []), "get_num_threads"),
             [],
         )
-        base = cgutils.alloca_once(builder, i8p)  # args[0]: offset by 1 per task
-        builder.store(i8p(None), base)
-        dims = cgutils.alloca_once(builder, i64, size=2)  # (n_tasks, inner dimension 0)
-        builder.store(n, dims)
-        builder.store(i64(0), builder.gep(dims, [i64(1)]))
-        steps = cgutils.alloca_once(builder, i64)
+        # one chunk of tasks per thread (OpenMP's pool calls a task function once per item)
+        n_chunks = builder.select(builder.icmp_signed("<", n, n_threads), n, n_threads)
+        n_chunks = builder.select(builder.icmp_signed("<", n_chunks, i64(1)), i64(1), n_chunks)
+        bases = cgutils.alloca_once(builder, i8p, size=2)  # args: chunk index, n_chunks
+        builder.store(i8p(None), bases)
+        builder.store(builder.inttoptr(n_chunks, i8p), builder.gep(bases, [i64(1)]))
+        dims = cgutils.alloca_once(builder, i64, size=2)  # (chunks, then n_tasks as is)
+        builder.store(n_chunks, dims)
+        builder.store(n, builder.gep(dims, [i64(1)]))
+        steps = cgutils.alloca_once(builder, i64, size=2)
         builder.store(i64(1), steps)
-        builder.call(pool_for, [builder.inttoptr(fn, i8p), builder.bitcast(base, i8p),
+        builder.store(i64(0), builder.gep(steps, [i64(1)]))
+        builder.call(pool_for, [builder.inttoptr(fn, i8p), builder.bitcast(bases, i8p),
                                 builder.bitcast(dims, i8p), builder.bitcast(steps, i8p),
-                                builder.inttoptr(data, i8p), i64(1), i64(1),
+                                builder.inttoptr(data, i8p), i64(1), i64(2),
                                 n_threads])  # fmt: skip
         return context.get_dummy_value()
 
@@ -82,10 +90,15 @@ def task_range(typingctx, args, dims):
         return None
 
     def codegen(context, builder, signature, a):
-        first = builder.load(builder.bitcast(a[0], ir.IntType(8).as_pointer().as_pointer()))
-        count = builder.load(a[1])
+        i64 = ir.IntType(64)
+        bases = builder.bitcast(a[0], ir.IntType(8).as_pointer().as_pointer())
+        chunk = builder.ptrtoint(builder.load(bases), i64)
+        n_chunks = builder.ptrtoint(builder.load(builder.gep(bases, [i64(1)])), i64)
+        count, n_tasks = builder.load(a[1]), builder.load(builder.gep(a[1], [i64(1)]))
+        first = builder.sdiv(builder.mul(chunk, n_tasks), n_chunks)
+        end = builder.sdiv(builder.mul(builder.add(chunk, count), n_tasks), n_chunks)
         return context.make_tuple(builder, signature.return_type,
-                                  [builder.ptrtoint(first, ir.IntType(64)), count])  # fmt: skip
+                                  [first, builder.sub(end, first)])  # fmt: skip
 
     return types.UniTuple(types.int64, 2)(args, dims), codegen
 
