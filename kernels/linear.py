@@ -24,7 +24,7 @@ from .cpu_features import isa_token
 from .dequantize import dequantize_rows
 from .ggml_sums import V8
 from .quantize_activations import INPUT_FORMAT
-from .repack import TILE, dequantize_tiled_rows, layout_table, tile_blocks
+from .repack import TILE, layout_table, tile_blocks, untile_rows
 from .rows_f16 import f16_row_task, linear_f16
 from .simd import AVX2, ISA_TOKENS, isa_variant
 from .static import DirectCall, static
@@ -167,7 +167,7 @@ _run_block_tiles = DirectCall(run_block_tiles)
 _linear_tail = DirectCall(linear_tail)
 _linear_float = DirectCall(linear_float)
 _linear_f16 = DirectCall(linear_f16)
-_dequantize_tiled_rows = DirectCall(dequantize_tiled_rows)
+_untile_rows = DirectCall(untile_rows)
 _dequantize_rows = DirectCall(dequantize_rows)
 
 
@@ -275,9 +275,10 @@ def get_rows(w: PackedWeight, ids: np.ndarray, out: np.ndarray) -> None:
     n_tiled = w.n_tiles * TILE
     if w.quants is not None:
         info = TYPE_INFO[t]
-        _dequantize_tiled_rows(w.qtype_token, w.qtype_token, n_tiled, w.n_in // info.block_size,
-                               info.type_size, w.quants, w.scales, w.halves, w._table, w.tail,
-                               ids, out)  # fmt: skip
+        blocks = np.empty((ids.size, row_nbytes(t, w.n_in)), np.uint8)  # the rows' file blocks
+        _untile_rows((), n_tiled, w.n_in // info.block_size, info.type_size, w.quants, w.scales,
+                     w.halves, w._table, w.tail, ids, blocks)  # fmt: skip
+        _dequantize_rows(w.qtype_token, w.qtype_token, blocks, np.arange(ids.size), out)
         return
     rows = np.empty((ids.size, w.n_in), _FLOAT_DTYPE[t])
     tiled = ids < n_tiled

@@ -23,7 +23,6 @@ import numpy as np
 from numba import njit
 
 from ..formats.ggml_types import TYPE_INFO, GGMLType
-from .dequantize import dequantize_row
 from .inline import inline, runtime
 
 TILE = 16  # rows per tile = SIMD lanes
@@ -331,15 +330,16 @@ def untile_row(quants, scales, halves, n_blocks, table, row, block_bytes, dst):
 
 
 @njit(cache=True)
-def dequantize_tiled_rows(qtype, n_tiled_rows, n_blocks, block_bytes, quants, scales, halves, table,
-                          tail, ids, out):  # fmt: skip
-    """out[i] = float32 weights of row ids[i] of a tiled matrix (rows past the tiles in tail);
-    qtype a static token."""
-    buf = np.empty(n_blocks * block_bytes, np.uint8)
-    for i in range(ids.size):  # serial: a lookup is a few rows, and it compiles faster
+def untile_rows(n_tiled_rows, n_blocks, block_bytes, quants, scales, halves, table, tail, ids,
+                dst):  # fmt: skip
+    """dst[i] = the file blocks of row ids[i] of a tiled matrix (rows past the tiles in tail).
+
+    One kernel for every type (the table says the layout), so that a row lookup compiles
+    per type only the dequantizer (dequantize.dequantize_rows); serial: a lookup is a few
+    rows."""
+    for i in range(ids.size):
         row = ids[i]
         if row < n_tiled_rows:
-            untile_row(quants, scales, halves, n_blocks, table, row, block_bytes, buf)
-            dequantize_row(qtype, buf, out[i])
+            untile_row(quants, scales, halves, n_blocks, table, row, block_bytes, dst[i])
         else:
-            dequantize_row(qtype, tail[row - n_tiled_rows], out[i])
+            dst[i] = tail[row - n_tiled_rows]
