@@ -79,9 +79,8 @@ def one_token_task(isa, qtype, xs_dtype):
         first, count = task_range(args, dims)
         quants, scales, halves, xq32, xd, xs, xsum, out = block_arrays(data, xs_dtype)
         n_tok, n_blocks = xd.shape
-        step = lanes(
-            isa
-        )  # rows per vector: a tile in 16 / step passes (from cache after the first)
+        # rows per vector: a tile in 16 / step passes (from cache after the first)
+        step = lanes(isa)
         rows = has_row_shape(qtype) and n_tok >= BATCH_FROM
         codes_row, floats_row = np.empty(0, np.int32), np.empty(0, np.float32)
         if rows:
