@@ -35,7 +35,6 @@ from .ops_rope import rotate_head
 from .simd import fma, load_f16, load_f32, splat_f32, store_f32, zeros_f32
 
 SCRATCH_ROWS = numba.config.NUMBA_NUM_THREADS  # one score row per possible worker thread
-PARALLEL_MIN_TOKENS = 4  # fewer tokens: prepare_qkv runs on the calling thread
 PARALLEL_MIN_WORK = 1 << 18  # multiply-adds below which attention runs on one thread
 
 
@@ -100,23 +99,12 @@ def _prepare_token(
 
 
 @njit(cache=True)
-def _prepare_serial(
+def _prepare(
     q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm, eps, q_scale,
     q_out, k_cache, v_cache,
 ):  # fmt: skip
     kh = np.empty(k_cache.shape[2], dtype=np.float32)  # (head_dim,) one key head at a time
     for t in range(q.shape[0]):
-        _prepare_token(t, q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm,
-                       eps, q_scale, q_out, k_cache, v_cache, kh)  # fmt: skip
-
-
-@njit(cache=True, parallel=True)
-def _prepare_parallel(
-    q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm, eps, q_scale,
-    q_out, k_cache, v_cache,
-):  # fmt: skip
-    for t in prange(q.shape[0]):
-        kh = np.empty(k_cache.shape[2], dtype=np.float32)  # (head_dim,)
         _prepare_token(t, q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm,
                        eps, q_scale, q_out, k_cache, v_cache, kh)  # fmt: skip
 
@@ -134,11 +122,12 @@ def prepare_qkv(
     q_scale: multiplies Q after rope (Gemma scales Q there; else 1)
     q_out: (n, n_head, head_dim) float32 holding f16-representable values
     k_cache, v_cache: (n_kv_head, rows, head_dim) uint16 (f16 bits) of this layer
-    Tokens run on all threads only in prefill: a thread team costs more than one token.
+    One thread: for a 512-token prompt of SmolLM2 this takes 0.45 ms per layer against
+    0.30 ms on two (under 1 % of the prefill), and a parallel build compiled in 3.7 s
+    instead of 0.6 s, once per layout of q, k and v (fused projections or not).
     """
-    run = _prepare_parallel if q.shape[0] >= PARALLEL_MIN_TOKENS else _prepare_serial
-    run(q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm, eps, q_scale,
-        q_out, k_cache, v_cache)  # fmt: skip
+    _prepare(q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm, eps, q_scale,
+             q_out, k_cache, v_cache)  # fmt: skip
 
 
 @njit(cache=True)

@@ -82,6 +82,8 @@ def tile_blocks(raw: np.ndarray, t: GGMLType) -> Tiles:
     """raw (n_out, row_bytes) uint8 file blocks (a view is fine) -> Tiles, in one pass."""
     layout = LAYOUTS[t]
     block_bytes = TYPE_INFO[t].type_size
+    raw = np.ascontiguousarray(raw).view()
+    raw.flags.writeable = False  # file views and copies alike: one compiled tile_rows
     n_out, row_bytes = raw.shape
     n_tiles, nb = n_out // TILE, row_bytes // block_bytes
     quants = np.empty((n_tiles, nb, layout.quant_words, TILE), np.uint32)

@@ -1,4 +1,5 @@
-"""Compile (or load from the cache) every linear kernel ahead of first use."""
+"""Compile (or load from the cache) every kernel ahead of first use: the linear kernels of
+each weight type, and the float ops."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from . import linear
 from .cache_locator import warm_stamp
 from .cpu_features import best_isa
 from .tile_dots import TILED_FROM, TILED_ORDER
+from .warmup_ops import FLOAT_OP_GROUPS
 
 # rough relative cold compile time per type (seconds in one process at 003ed3e; only the
 # order matters): k-quants compile three shapes each, the float types one kernel
@@ -41,37 +43,69 @@ def warm_type(t: GGMLType, isas: list[str]) -> None:
     linear.get_rows(w, np.array([0, 15]), np.empty((2, n_in), np.float32))
 
 
-def _warm_types(types: list[int], isas: list[str]) -> float:
+def _compile_order(types: list[GGMLType], float_ops: bool) -> list[str]:
+    """Worker tasks (type names, float op groups), in the order the workers take them.
+
+    Every block type compiles kernels the others share (tiling, row lookups, its family's
+    activation quantizer), which the first type to compile pays for. So the costliest type
+    goes first and the float op groups, which share nothing with it, next: a second worker
+    spends the first one's time on them and then finds the shared kernels in the cache.
+    The other types follow, the slowest first, so that the processes finish together."""
+    by_cost = [t.name for t in sorted(types, key=lambda t: -COMPILE_COST.get(t, 1))]
+    ops = list(FLOAT_OP_GROUPS) if float_ops else []
+    return by_cost[:1] + ops + by_cost[1:]
+
+
+def _warm_tasks(tasks: list[str], isas: list[str]) -> float:
     t0 = time.perf_counter()
-    for t in types:
-        warm_type(GGMLType(t), isas)
+    for task in tasks:
+        if task in FLOAT_OP_GROUPS:
+            FLOAT_OP_GROUPS[task]()
+        else:
+            warm_type(GGMLType[task], isas)
     return time.perf_counter() - t0
 
 
-def warmup(
-    types: list[GGMLType] | None = None, isas: list[str] | None = None, processes: int = 1
-) -> float:
-    """Compile every kernel of the given types (default: all) and paths (default: this CPU's
-    best) into Numba's cache; returns the seconds taken.
+def warmup_stamp(types: list[GGMLType], isas: list[str], float_ops: bool):
+    """The file that marks this set of kernels as compiled into the cache (None if no cache
+    directory can be written)."""
+    key = repr((sorted(int(t) for t in types), sorted(isas)))
+    return warm_stamp(key + (" float-ops" if float_ops else ""))
 
-    Compiling takes seconds per type; with processes > 1 the types are shared among that
+
+def is_warmed(types: list[GGMLType], isas: list[str] | None = None, float_ops: bool = True):
+    """Whether warmup has compiled these kernels into the cache already."""
+    stamp = warmup_stamp(types, [best_isa()] if isas is None else list(isas), float_ops)
+    return bool(stamp and stamp.exists())
+
+
+def warmup(
+    types: list[GGMLType] | None = None,
+    isas: list[str] | None = None,
+    processes: int = 1,
+    float_ops: bool = True,
+) -> float:
+    """Compile every kernel of the given types (default: all), paths (default: this CPU's
+    best) and, with float_ops, the float ops into Numba's cache; returns the seconds taken.
+
+    Compiling takes seconds per type; with processes > 1 the work is shared among that
     many worker processes, then this process loads the results (and compiles whatever a
     worker's cache write lost to a concurrent one).
     """
     t0 = time.perf_counter()
     types = list(linear.SUPPORTED_TYPES) if types is None else [GGMLType(t) for t in types]
     isas = [best_isa()] if isas is None else list(isas)
+    tasks = _compile_order(types, float_ops)
     # once compiled, loading from the cache takes well under a second: worker processes
     # (each starting Python and Numba) would only add to it
-    stamp = warm_stamp(repr((sorted(int(t) for t in types), sorted(isas))))
-    if processes > 1 and len(types) > 1 and not (stamp and stamp.exists()):
-        # one type per task, the slowest to compile first: a worker that is done takes the
-        # next, so the processes finish together (fixed shares left one idle for seconds)
-        order = sorted(types, key=lambda t: -COMPILE_COST.get(t, 1))
+    stamp = warmup_stamp(types, isas, float_ops)
+    if processes > 1 and len(tasks) > 1 and not (stamp and stamp.exists()):
+        # one task per type or op group: a worker that is done takes the next, so the
+        # processes finish together (fixed shares left one idle for seconds)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(processes, mp_context=context) as pool:
-            list(pool.map(_warm_types, [[int(t)] for t in order], [isas] * len(order)))
-    _warm_types([int(t) for t in types], isas)
+            list(pool.map(_warm_tasks, [[task] for task in tasks], [isas] * len(tasks)))
+    _warm_tasks(tasks, isas)
     if stamp:
         with contextlib.suppress(OSError):
             stamp.touch()

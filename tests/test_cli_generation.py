@@ -98,17 +98,35 @@ def test_bench_kernels_takes_its_own_options():
 
 
 @pytest.mark.parametrize("warm", [False, True])
-def test_a_cold_kernel_cache_is_announced(smollm2_path, monkeypatch, capsys, warm):
-    """chat and run say why the first run takes a while; later runs say nothing."""
-    from llamba.kernels import cache_locator
+def test_a_cold_kernel_cache_is_announced_and_compiled_first(
+    smollm2_path, monkeypatch, capsys, warm
+):
+    """chat and run say why the first run takes a while, and compile the model's kernels
+    (its matrix weight types, and the float ops) in worker processes before loading it;
+    later runs say nothing and start no workers."""
+    from llamba.formats.ggml_types import GGMLType
+    from llamba.formats.gguf_reader import GGUFFile
+    from llamba.kernels import cache_locator, warmup
     from llamba.tools import sampling_args
 
-    monkeypatch.setattr(cache_locator, "is_warm", lambda: warm)
+    calls = []
+    monkeypatch.setattr(cache_locator, "warm_stamp", lambda key: None)  # no stamps kept
+    monkeypatch.setattr(warmup, "is_warmed", lambda types: warm)
+    monkeypatch.setattr(warmup, "warmup", lambda **kw: calls.append(kw) or 0.0)
     args = sampling_args_namespace()
     llm = sampling_args.load_model(args, str(smollm2_path))
     assert llm.n_ctx() == 64
     err = capsys.readouterr().err
     assert ("compiling the kernels" in err) is not warm
+    if warm:
+        assert calls == []
+    else:
+        with GGUFFile(smollm2_path) as f:  # the Q4_1 file: its matrices are Q4_1 and Q8_0
+            matrix_types = {t.type for t in f.tensors.values() if len(t.shape) == 2}
+        assert len(calls) == 1
+        assert set(calls[0]["types"]) == matrix_types
+        assert GGMLType.F32 not in calls[0]["types"]  # norm weights are vectors
+        assert calls[0]["processes"] >= 1
 
 
 def sampling_args_namespace():

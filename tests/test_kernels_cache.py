@@ -43,51 +43,10 @@ def run_with_cache(cache_dir) -> str:
 @pytest.mark.slow
 def test_fresh_and_cached_builds_agree(tmp_path, smollm2_path):
     was_warm, cold = run_with_cache(tmp_path)  # compiles and writes the cache
-    assert was_warm == "False"  # so `llamba chat`/`run` announce the compile
+    assert was_warm == "False"  # nothing compiled in this cache before
     was_warm, warm = run_with_cache(tmp_path)  # loads it
     assert was_warm == "True"
     assert cold == warm
-
-
-def test_serial_and_parallel_prepare_agree():
-    import numpy as np
-
-    from llamba.kernels import attention as A
-    from llamba.kernels import ops_rope
-
-    rng = np.random.default_rng(1)
-    n, n_head, n_kv, hd, ctx = 8, 4, 1, 256, 16
-    q = rng.standard_normal((n, n_head * hd)).astype(np.float32)
-    k = rng.standard_normal((n, n_kv * hd)).astype(np.float32)
-    v = rng.standard_normal((n, n_kv * hd)).astype(np.float32)
-    pos = np.arange(n, dtype=np.int32)
-    cos, sin = ops_rope.rope_tables(ctx, hd, 1e6)
-    norm = rng.standard_normal(hd).astype(np.float32)
-    results = []
-    for prepare in (A._prepare_serial, A._prepare_parallel):
-        q_out = np.zeros((n, n_head, hd), np.float32)
-        k_cache = np.zeros((n_kv, ctx, hd), np.uint16)
-        v_cache = np.zeros((n_kv, ctx, hd), np.uint16)
-        prepare(
-            q,
-            k,
-            v,
-            pos,
-            cos,
-            sin,
-            True,
-            norm,
-            norm,
-            True,
-            1e-6,
-            np.float32(0.0625),
-            q_out,
-            k_cache,
-            v_cache,
-        )
-        results.append((q_out, k_cache))
-    assert np.array_equal(results[0][0], results[1][0])
-    assert np.array_equal(results[0][1], results[1][1])
 
 
 WARMUP_SCRIPT = r"""
@@ -100,7 +59,7 @@ if sys.argv[1] == "again":  # a warm cache must not start worker processes
         def __init__(self, *args, **kwargs):
             raise AssertionError("worker processes started for a warm cache")
     W.ProcessPoolExecutor = NoPool
-W.warmup(types=[GGMLType.Q4_0, GGMLType.Q8_0], processes=2)
+W.warmup(types=[GGMLType.Q4_0, GGMLType.Q8_0], processes=2, float_ops=False)
 print("ok")
 """
 
@@ -119,6 +78,49 @@ def test_warmup_compiles_in_workers_once(tmp_path):
         )
         assert r.returncode == 0, r.stderr
         assert r.stdout.split() == ["ok"]
+
+
+COVERAGE_SCRIPT = r"""
+import sys
+import numpy as np
+from numba.core import event
+from llamba.engine.catalog import resolve_model
+from llamba.engine.model import Model
+from llamba.tools.sampling_args import compile_kernels_first
+
+if __name__ == "__main__":
+    path = resolve_model(sys.argv[1])
+    compile_kernels_first(path, 2)
+    with event.install_recorder("numba:compile") as rec:
+        model = Model(path, n_ctx=64, n_threads=2)
+        model.eval(np.arange(8, dtype=np.int32))  # a prompt batch
+        model.eval(np.arange(8, 10, dtype=np.int32))  # a short one (single-threaded prepare)
+        model.eval(np.array([1], dtype=np.int32))  # decode
+        model.close()
+    compiled = {ev.data["dispatcher"].py_func.__qualname__ for _, ev in rec.buffer
+                if ev.is_start and ev.data and ev.data.get("dispatcher") is not None}
+    print(sorted(compiled))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["smollm2-135m-instruct", "gemma3-270m"])
+def test_first_run_compile_covers_the_model(tmp_path, model):
+    """What `llamba chat`/`run` compile before loading a model on a cold cache (its weight
+    types, the float ops) is everything its forward passes need: prefill and decode then
+    compile nothing (llama and gemma3; norms as the files give them, fused and unfused
+    projections, Q4_1/Q8_0 and k-quant/Q5_0 weights)."""
+    script = tmp_path / "coverage.py"  # a file: the worker processes import it as __main__
+    script.write_text(COVERAGE_SCRIPT)
+    r = subprocess.run(
+        [sys.executable, str(script), model],
+        env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_warm_type_compiles_every_matmul_kernel():

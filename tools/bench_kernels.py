@@ -8,7 +8,8 @@ Prints, in one run:
   each timing cycles through copies of the matrix (256 MiB in all), so the weights come
   from DRAM and not from the L3 cache, which holds a whole 11008x4096 Q4_0 matrix;
 - matmul with 512 columns in GOP/s next to numpy float32 matmul on the dequantized matrix;
-- the time to compile the whole kernel set cold, and to load it from Numba's cache.
+- the time to compile the whole kernel set (the linear kernels of every weight type and the
+  float ops: `llamba warmup`) cold, and to load it from Numba's cache.
 Weights are random bytes with sane scales: speed does not depend on their values.
 """
 
@@ -237,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{q['projected_1_1b_q4_k_m_s']:.0f} s")  # fmt: skip
     if "compile" in report:
         c = report["compile"]
-        print(f"\ncompile the whole kernel set: cold {c['cold']['in_process_s']:.1f} s "
+        print(f"\ncompile the whole kernel set (every weight type, the float ops): cold "
+              f"{c['cold']['in_process_s']:.1f} s "
               f"({c['cold']['wall_s']:.1f} s with interpreter start), from cache "
               f"{c['cached']['in_process_s']:.2f} s ({c['cached']['wall_s']:.2f} s)")  # fmt: skip
     return 0

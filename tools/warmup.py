@@ -13,7 +13,6 @@ import psutil
 
 from ..engine.catalog import resolve_model
 from ..kernels.warmup import warmup
-from ..kernels.warmup_ops import warm_float_ops
 
 
 def add_arguments(p) -> None:
@@ -22,15 +21,14 @@ def add_arguments(p) -> None:
         "--processes",
         type=int,
         default=None,
-        help="compile the weight types in N processes (default: one per physical core)",
+        help="compile in N processes (default: one per physical core)",
     )
 
 
 def run(args) -> int:
     processes = args.processes or psutil.cpu_count(logical=False) or 1
     seconds = warmup(processes=max(1, processes))
-    print(f"linear kernels: {seconds:.1f} s")
-    print(f"float ops: {warm_float_ops():.1f} s")
+    print(f"kernels (every weight type, and the float ops): {seconds:.1f} s")
     if args.model:
         from ..engine.model import Model
 

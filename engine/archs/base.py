@@ -43,7 +43,9 @@ def norm_weight(f: GGUFFile, name: str, dim: int) -> np.ndarray:
         )
     if info.type == GGMLType.BF16:
         values = (values.astype(np.uint32) << 16).view(np.float32)
-    return np.ascontiguousarray(values.reshape(dim), dtype=np.float32)
+    weight = np.ascontiguousarray(values.reshape(dim), dtype=np.float32)
+    weight.flags.writeable = False  # as the file's own views: one compiled variant of each op
+    return weight
 
 
 def _raw_rows(f: GGUFFile, name: str) -> np.ndarray:

@@ -33,6 +33,7 @@ from .base import (
 from .registry import register
 
 NO_WEIGHT = np.ones(1, dtype=np.float32)  # stands in for absent QK-norm weights
+NO_WEIGHT.flags.writeable = False  # read-only as the real ones are: one compiled prepare
 ONE, ZERO = np.float32(1.0), np.float32(0.0)
 
 
