@@ -1,4 +1,4 @@
-"""Self-attention over an f16 KV cache: two fused, multi-threaded calls per layer.
+"""Self-attention over an f16 KV cache: two fused calls per layer (the second multi-threaded).
 
 1. `prepare_qkv`: per-head RMS norm of Q and K (optional, Gemma's QK-norm), rotary embedding,
    and the K/V rows written into the cache as f16 — one call for all heads and tokens.
@@ -99,16 +99,6 @@ def _prepare_token(
 
 
 @njit(cache=True)
-def _prepare(
-    q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm, eps, q_scale,
-    q_out, k_cache, v_cache,
-):  # fmt: skip
-    kh = np.empty(k_cache.shape[2], dtype=np.float32)  # (head_dim,) one key head at a time
-    for t in range(q.shape[0]):
-        _prepare_token(t, q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm,
-                       eps, q_scale, q_out, k_cache, v_cache, kh)  # fmt: skip
-
-
 def prepare_qkv(
     q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm, eps, q_scale,
     q_out, k_cache, v_cache,
@@ -126,8 +116,10 @@ def prepare_qkv(
     0.30 ms on two (under 1 % of the prefill), and a parallel build compiled in 3.7 s
     instead of 0.6 s, once per layout of q, k and v (fused projections or not).
     """
-    _prepare(q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm, eps, q_scale,
-             q_out, k_cache, v_cache)  # fmt: skip
+    kh = np.empty(k_cache.shape[2], dtype=np.float32)  # (head_dim,) one key head at a time
+    for t in range(q.shape[0]):
+        _prepare_token(t, q, k, v, positions, cos, sin, neox, q_norm, k_norm, use_qk_norm,
+                       eps, q_scale, q_out, k_cache, v_cache, kh)  # fmt: skip
 
 
 @njit(cache=True)
