@@ -23,7 +23,7 @@ from numba import njit, prange
 from .ggml_sums import V8, hsum8, hsum8x8
 from .inline import inline
 from .ops_f16 import f16_to_f32
-from .ops_math import EXPF_LANES, expf, expf_avx2_lanes
+from .ops_math import expf, expf_avx2_lanes
 from .simd import fma, gt, load_f32, load_i32, lt, round_f16, store_f32, where, zeros_f32
 
 LANE_INDEX = np.arange(8, dtype=np.int32)
@@ -87,15 +87,14 @@ def _balanced(u, n):
 @inline
 def _exp_block(isa, s, c0, peak, c_lo, c_hi):
     """s[c0 : c0 + 8] = expf(s - peak) on cells c_lo .. c_hi - 1, 0 on the others: 8 lanes
-    at once where expf_avx2_lanes is this host's expf and takes them all, else one by one."""
-    if EXPF_LANES:
-        cell = load_i32(isa, LANE_INDEX, 0) + c0
-        seen = gt(cell, c_lo - 1) & lt(cell, c_hi)
-        zero = zeros_f32(isa)
-        e, ok = expf_avx2_lanes(isa, where(seen, load_f32(isa, s, c0) - peak, zero))
-        if ok:
-            store_f32(s, c0, where(seen, e, zero))
-            return
+    at once where expf_avx2_lanes takes them all, else one by one."""
+    cell = load_i32(isa, LANE_INDEX, 0) + c0
+    seen = gt(cell, c_lo - 1) & lt(cell, c_hi)
+    zero = zeros_f32(isa)
+    e, ok = expf_avx2_lanes(isa, where(seen, load_f32(isa, s, c0) - peak, zero))
+    if ok:
+        store_f32(s, c0, where(seen, e, zero))
+        return
     for c in range(c0, c0 + 8):
         s[c] = expf(s[c] - peak) if c_lo <= c < c_hi else np.float32(0.0)
 

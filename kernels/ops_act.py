@@ -15,7 +15,7 @@ from numba import njit
 from .ggml_sums import V8
 from .inline import inline
 from .ops_f16 import f16_to_f32, f32_to_f16
-from .ops_math import EXPF_LANES, expf, expf_avx2_lanes, fma32
+from .ops_math import expf, expf_avx2_lanes, fma32
 from .simd import load_f32, store_f32, zeros_f32
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -33,11 +33,11 @@ def swiglu(gate, up, out):
 
     exp is ggml's expf, so SiLU rounds as llama.cpp's vectorized one does (bit for bit;
     without fast-math, which may turn the division into a reciprocal and a multiply). Eight
-    values at a time where expf_avx2_lanes is this host's expf, the same operations per lane.
+    values at a time (expf_avx2_lanes, the same operations per lane).
     """
     isa = V8
     n_ff = gate.shape[1]
-    n_vec = n_ff - n_ff % 8 if EXPF_LANES else 0
+    n_vec = n_ff - n_ff % 8
     for i in range(gate.shape[0]):
         g_row, u_row, o_row = gate[i], up[i], out[i]
         for j in range(0, n_vec, 8):

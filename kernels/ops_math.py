@@ -15,7 +15,6 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .cpu_features import host_features
 from .inline import inline
 from .simd import bits_f32, float_bits, fma, gt, lane, splat_f32, vabs
 
@@ -32,19 +31,6 @@ def fma32(typingctx, a, b, c):
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f, [f, f, f]),
                                             "llvm.fma.f32")  # fmt: skip
         return builder.call(fn, args)
-
-    return sig, codegen
-
-
-@intrinsic
-def _pow2i(typingctx, n):
-    """2**n as float32 for an int32 n in [-126, 127] (built from the exponent bits)."""
-    sig = types.float32(types.int32)
-
-    def codegen(context, builder, signature, args):
-        biased = builder.add(args[0], ir.Constant(ir.IntType(32), 127))
-        bits = builder.shl(biased, ir.Constant(ir.IntType(32), 23))
-        return builder.bitcast(bits, ir.FloatType())
 
     return sig, codegen
 
@@ -106,33 +92,9 @@ def expf_avx2(x):
     return fma32(s2, j, s2) * s1
 
 
-@njit(cache=True)
-def expf_avx512(x):
-    """exp(x) for a float32 x, as ggml_v_expf computes it on AVX-512."""
-    z = fma32(x, INV_LN2, SHIFTER)
-    n = z - SHIFTER  # round(x / ln 2)
-    b = fma32(-n, LN2_LO, fma32(-n, LN2_HI, x))  # x - n ln 2
-    u = b * b
-    j = fma32(
-        fma32(fma32(C1, b, C2), u, fma32(C3, b, C4)), u, fma32(C5, b, f32(1.0))
-    )  # exp(b), |b| <= ln2 / 2
-    if abs(n) > f32(192.0):
-        return f32(0.0) if n <= f32(0.0) else f32(np.inf)
-    # j * 2**n (scalef): add n to j's exponent bits while the result stays a normal number
-    k = np.int32(n)
-    jb = _bits(j)
-    exponent = ((jb >> 23) & 0xFF) + k
-    if exponent >= 255:
-        return f32(np.inf)
-    if exponent >= 1:
-        return _from_bits(jb + (k << 23))
-    half = np.int32(k // 2)  # subnormal result: two steps, the last one rounds
-    return (j * _pow2i(half)) * _pow2i(np.int32(k - half))
-
-
-# the variant llama.cpp runs on this machine: its AVX-512 build where the CPU has AVX-512
-expf = expf_avx512 if "avx512f" in host_features() else expf_avx2
-EXPF_LANES = expf is expf_avx2  # whether expf_avx2_lanes computes this host's expf
+# llamba follows llama.cpp's AVX2 build on every host, as it does in its 8-lane float sums:
+# an AVX-512 build of llama.cpp computes exp otherwise (scaling by 2**n with vscalefps)
+expf = expf_avx2
 
 
 @inline

@@ -6,6 +6,26 @@ import pytest
 
 from llamba.engine.catalog import pull
 
+# llama.cpp builds the tests refuse as the oracle. A native build on an AVX-512 CPU computes
+# otherwise than the AVX2 build llamba follows on every host (its exp, for one, scales by 2**n in
+# one vscalefps), and its AMX matrix path segfaults on quantized models on the Xeons here. The
+# README's test command builds the oracle with CMAKE_ARGS=-DGGML_NATIVE=OFF (x86-64-v3).
+ORACLE_MUST_LACK = ("AVX512 = 1", "AMX_INT8 = 1")
+
+
+def pytest_sessionstart(session):
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode()
+    found = [feature for feature in ORACLE_MUST_LACK if feature in info]
+    if found:
+        pytest.exit(
+            f"llama-cpp-python was built with {', '.join(found)}; the tests compare against its "
+            "AVX2 build: reinstall it with CMAKE_ARGS=-DGGML_NATIVE=OFF pip install "
+            "--no-cache-dir --force-reinstall llama-cpp-python",
+            returncode=1,
+        )
+
 
 @pytest.fixture(scope="session")
 def smollm2_path():

@@ -16,7 +16,6 @@ from llamba.kernels.attention import (
     prepare_qkv,
     score_scratch,
 )
-from llamba.kernels.cpu_features import host_features
 from llamba.kernels.ggml_sums import V8
 from llamba.kernels.ops_act import geglu, softcap, softmax_rows, swiglu
 from llamba.kernels.ops_f16 import f16_to_f32, f32_to_f16, from_f16_bits, to_f16_bits
@@ -337,7 +336,7 @@ def ref_ggml_attention(q, keys, values, scale, batched):
         return hsum8_hadd((acc[0] + acc[2]) + (acc[1] + acc[3]))
 
     x = dot(q, keys) * scale
-    e = ref_ggml_expf(x - x.max(), "avx512" if "avx512f" in host_features() else "avx2")
+    e = ref_ggml_expf(x - x.max())
     padded = np.zeros(-(-n_cells // 8) * 8, f32)
     padded[:n_cells] = e
     total = sum(np.float64(b) for b in hsum8(padded.reshape(-1, 8)))
@@ -413,8 +412,9 @@ def test_sliding_window_ring_cache_matches_a_full_cache():
         np.testing.assert_array_equal(outs[0], outs[1])
 
 
-def ref_ggml_expf(x, variant):
-    """ggml's vectorized expf written out in numpy, its AVX-512 or its AVX2 variant; each
+def ref_ggml_expf(x):
+    """ggml's vectorized expf written out in numpy, its AVX2 variant (the one llamba follows
+    on every host; ggml's AVX-512 build scales by 2**n in one step instead); each
     FMA is exact in float64 then rounded to float32 (the product of two float32 values fits a
     float64 exactly, and so do these sums)."""
 
@@ -432,10 +432,7 @@ def ref_ggml_expf(x, variant):
     poly = fma(fma(h("0x1.0e4020p-7"), b, h("0x1.573e2ep-5")), u,
                fma(h("0x1.555e66p-3"), b, h("0x1.fffdb6p-2")))  # fmt: skip
     with np.errstate(over="ignore"):
-        if variant == "avx512":  # (1 + poly) scaled by 2**n
-            j = fma(poly, u, fma(h("0x1.ffffecp-1"), b, np.float32(1.0)))
-            return np.ldexp(j.astype(np.float64), n.astype(np.int64)).astype(np.float32)
-        # avx2: poly * 2**n + 2**n in one rounding; 2**n in two factors when |n| > 126
+        # poly * 2**n + 2**n in one rounding; 2**n in two factors when |n| > 126
         j = fma(poly, u, (h("0x1.ffffecp-1") * b).astype(np.float32))
         n64 = n.astype(np.int64)
         small = np.abs(n64) <= 126
@@ -450,13 +447,12 @@ def ref_ggml_expf(x, variant):
         return out
 
 
-@pytest.mark.parametrize("variant", ["avx2", "avx512"])
-def test_expf_is_ggmls_and_accurate(variant):
+def test_expf_is_ggmls_and_accurate():
     from numba import njit
 
     from llamba.kernels import ops_math
 
-    expf = ops_math.expf_avx2 if variant == "avx2" else ops_math.expf_avx512
+    expf = ops_math.expf
 
     def run_all(x, out):
         for i in range(x.shape[0]):
@@ -469,21 +465,13 @@ def test_expf_is_ggmls_and_accurate(variant):
     got, got_fast = np.empty_like(x), np.empty_like(x)
     run(x, got)
     run_fast(x, got_fast)
-    np.testing.assert_array_equal(got.view(np.uint32), ref_ggml_expf(x, variant).view(np.uint32))
+    np.testing.assert_array_equal(got.view(np.uint32), ref_ggml_expf(x).view(np.uint32))
     np.testing.assert_array_equal(got_fast.view(np.uint32), got.view(np.uint32))
     normal = (x > -87) & (x < 88)
     exact = np.exp(x[normal].astype(np.float64))
     ulps = np.abs(got[normal] - exact) / np.spacing(exact.astype(np.float32))
     assert ulps.max() < 2.5  # ggml's bound: 1.45 ulp + 0.5 for rounding (measured 2.2)
     assert got[-2] == 0.0 and got[-1] == np.inf
-
-
-def test_expf_is_the_variant_llama_cpp_runs_here():
-    from llamba.kernels import ops_math
-    from llamba.kernels.cpu_features import host_features
-
-    want = ops_math.expf_avx512 if "avx512f" in host_features() else ops_math.expf_avx2
-    assert ops_math.expf is want
 
 
 def test_warm_float_ops_compiles_every_float_kernel():
