@@ -89,6 +89,31 @@ def test_bench_json(smollm2_path):
     assert report["results"]["tg4"]["tokens_per_second"] > 0
 
 
+def test_bench_against_llama_cpp_reports_its_build_and_ratios(smollm2_path):
+    r = llamba_cli(
+        "bench", str(smollm2_path), "-p", "16", "-n", "4", "-r", "1", "--llama-cpp", "--json"
+    )
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert "AVX2" in report["llama_cpp_build"].split()
+    for test in ("pp16", "tg4"):
+        ours = report["results"][test]["tokens_per_second"]
+        theirs = report["llama_cpp"][test]["tokens_per_second"]
+        assert report["ratio_to_llama_cpp"][test] == pytest.approx(ours / theirs)
+
+
+def test_llama_cpp_without_extra_buffers_only_inside_the_block():
+    """The bench's way around ggml's AMX crash: models loaded inside the block get no extra
+    buffer types (AMX, CPU repack); the default is back afterwards."""
+    import llama_cpp
+
+    from llamba.tools.bench import without_extra_buffers
+
+    with without_extra_buffers(llama_cpp):
+        assert not llama_cpp.llama_cpp.llama_model_default_params().use_extra_bufts
+    assert llama_cpp.llama_cpp.llama_model_default_params().use_extra_bufts
+
+
 def test_bench_kernels_takes_its_own_options():
     """`llamba bench kernels --types …` reaches the kernel benchmark's parser (which checks
     the types before measuring anything)."""

@@ -7,8 +7,10 @@ the same way, and the ratios are printed: machines are noisy, so compare ratios,
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import re
 import statistics
 import time
 
@@ -30,15 +32,45 @@ def add_arguments(p) -> None:
     p.add_argument("rest", nargs="*", help="arguments for `bench kernels`")
 
 
+def llama_cpp_build(llama_cpp) -> list[str]:
+    """The CPU features llama.cpp was compiled for ("AVX2", "AVX512", "AMX_INT8", ...)."""
+    return re.findall(r"(\w+) = 1", llama_cpp.llama_print_system_info().decode())
+
+
+@contextlib.contextmanager
+def without_extra_buffers(llama_cpp):
+    """Models loaded inside keep their weights as the file has them: no AMX or repacked copy."""
+    module = llama_cpp.llama_cpp
+    default = module.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = False
+        return p
+
+    module.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        module.llama_model_default_params = default
+
+
 def llama_cpp_bench(path, n_prompt: int, n_gen: int, repetitions: int, n_threads: int) -> dict:
-    """llama.cpp's pp/tg medians on the same file, timed the way engine.bench times llamba."""
+    """llama.cpp's pp/tg medians on the same file, timed the way engine.bench times llamba;
+    "build" holds its compiled CPU features and what was turned off."""
     try:
         import llama_cpp
     except ImportError as e:
         raise CLIError("--llama-cpp needs llama-cpp-python (pip install llama-cpp-python)") from e
-    llm = llama_cpp.Llama(
-        str(path), n_ctx=max(n_prompt + n_gen, 16), n_batch=512, n_threads=n_threads, verbose=False
-    )
+    build = llama_cpp_build(llama_cpp)
+    # ggml's AMX matmul segfaults on quantized files on the Xeons here; its extra buffers
+    # (AMX and the CPU repack) can only be turned off together
+    amx = "AMX_INT8" in build
+    with without_extra_buffers(llama_cpp) if amx else contextlib.nullcontext():
+        llm = llama_cpp.Llama(
+            str(path), n_ctx=max(n_prompt + n_gen, 16), n_batch=512, n_threads=n_threads,
+            verbose=False,
+        )  # fmt: skip
     rng = np.random.default_rng(0)
     results = {}
     if n_prompt > 0:
@@ -69,7 +101,8 @@ def llama_cpp_bench(path, n_prompt: int, n_gen: int, repetitions: int, n_threads
                 rates.append(n_gen / (time.perf_counter() - t))
         results[f"tg{n_gen}"] = {"n_tokens": n_gen, "tokens_per_second": statistics.median(rates)}
     llm.close()
-    return results
+    off = " (AMX and CPU repack off: AMX crashes on quantized files)" if amx else ""
+    return {"build": " ".join(build) + off, "results": results}
 
 
 def run(args) -> int:
@@ -85,9 +118,11 @@ def run(args) -> int:
         ref = llama_cpp_bench(
             path, args.n_prompt, args.n_gen, args.repetitions, report["n_threads"]
         )
-        report["llama_cpp"] = ref
+        report["llama_cpp"] = ref["results"]
+        report["llama_cpp_build"] = ref["build"]
         report["ratio_to_llama_cpp"] = {
-            k: report["results"][k]["tokens_per_second"] / ref[k]["tokens_per_second"] for k in ref
+            k: report["results"][k]["tokens_per_second"] / v["tokens_per_second"]
+            for k, v in ref["results"].items()
         }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -96,6 +131,8 @@ def run(args) -> int:
         f"{report['model']} ({report['architecture']}), {report['n_threads']} threads, "
         f"median of {report['repetitions']}"
     )
+    if args.llama_cpp:
+        print(f"llama.cpp built for: {report['llama_cpp_build']}")
     print(
         f"{'test':<8} {'llamba tok/s':>13}"
         + (f" {'llama.cpp tok/s':>16} {'ratio':>7}" if args.llama_cpp else "")
