@@ -115,6 +115,20 @@ def lanes(typingctx, isa):
     return types.intp(isa), codegen
 
 
+@intrinsic
+def many_registers(typingctx, isa):
+    """Whether isa has 32 vector registers and int32 partial sums (AVX-512 VNNI), as a
+    compile-time constant: the shapes that keep four tokens in flight need both."""
+    name, n = _isa_lanes(isa)
+    if name is None:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.boolean, name == AVX512_VNNI)
+
+    return types.boolean(isa), codegen
+
+
 def _loader(doc, result, convert):
     """An intrinsic load(isa, arr, index) of N consecutive elements converted to result[N]."""
 

@@ -17,6 +17,7 @@ from .static import StaticType
 from .tile_dots import (
     DOTS,
     DOTS_PAIR,
+    DOTS_QUAD,
     DOTS_ROW,
     DOTS_UNPACKED,
     DOTS_UNPACKED_GEMM,
@@ -289,6 +290,34 @@ def _has_shape(table: dict, doc: str):
 
 
 has_pair_shape = _has_shape(DOTS_PAIR, "Whether qtype's unpacked blocks have a two-token shape.")
+has_quad_shape = _has_shape(DOTS_QUAD, "Whether qtype's unpacked blocks have a four-token shape.")
+
+
+def tile_dot_unpacked_quad(qtype, isa, codes_buf, groups_buf, floats_buf, xq, xd, xs, xsum, acc,
+                           tok):  # fmt: skip
+    """tile_dot_unpacked for tokens tok .. tok + 3 at once (tile_quads.py), their
+    accumulators in acc (batch_task's rows), their activations of the block's position
+    token by token (tiled.block_major); AVX-512 VNNI only (simd.many_registers)."""
+    raise NotImplementedError("only callable from Numba code")
+
+
+@overload(tile_dot_unpacked_quad, inline="always")
+def _tile_dot_unpacked_quad(qtype, isa, codes_buf, groups_buf, floats_buf, xq, xd, xs, xsum, acc,
+                            tok):  # fmt: skip
+    if not _known(qtype):
+        return None
+    if qtype.value not in DOTS_QUAD:  # never called (has_quad_shape), but must type
+
+        def impl(qtype, isa, codes_buf, groups_buf, floats_buf, xq, xd, xs, xsum, acc, tok):
+            pass
+
+        return impl
+    fn = DOTS_QUAD[qtype.value]
+
+    def impl(qtype, isa, codes_buf, groups_buf, floats_buf, xq, xd, xs, xsum, acc, tok):
+        fn(isa, codes_buf, groups_buf, floats_buf, xq, xd, xs, xsum, acc, tok)
+
+    return impl
 
 
 def tile_unpack_row(qtype, isa, qs, dh, t, n_blocks, lane0, codes_row, floats_row):

@@ -45,6 +45,7 @@ from .simd import (
 )
 from .simd_dot import dot_s8s8, pdot, pflush, pflush_scaled
 from .tile_codes import KQUANT_PARTS, LEGACY_PARTS
+from .tile_quads import kquant_quad_shape, legacy_quad_shape
 
 # sizes of the unpacked buffers, per tile block (16 rows): codes, int32 group scales and
 # mins, float block scales
@@ -500,3 +501,14 @@ for _t, (_codes, _group, _scales, _words, _per_flush) in KQUANT_PARTS.items():
                                           unpacked_block_scales, _words, _per_flush, 0, _split,
                                           _split)  # fmt: skip
     UNPACKERS[_t] = unpacker(_codes, _group, _scales, _words, 64 // _words)
+
+# four tokens per pass on AVX-512 VNNI (tile_quads.py): the 32-weight types with one float
+# sum per row, and the k-quants in the order of their unpacked shapes above (Q4_K: the gemm's,
+# which the batch's first n - n % 4 tokens take; the quads cover exactly those)
+DOTS_QUAD = {}
+for _t, (_codes, _scales, _offset, _has_m, _signed, _per_flush) in LEGACY_PARTS.items():
+    if _t not in EIGHT_LANE_TYPES:
+        DOTS_QUAD[_t] = legacy_quad_shape(_offset, _has_m)
+for _t, (_codes, _group, _scales, _words, _per_flush) in KQUANT_PARTS.items():
+    DOTS_QUAD[_t] = kquant_quad_shape(_words, split_min=_t in SPLIT_MIN,
+                                      per_pair=_t in SPLIT_MIN, tiled_order=_t in TILED_ORDER)  # fmt: skip

@@ -30,7 +30,7 @@ from .dot_rows import dot_float_row, dot_row
 from .inline import inline
 from .quantize_activations import quantize_input
 from .scalar import bf16_to_f32, f32_to_bits
-from .simd import fma, lanes, load_bf16, load_f32, splat_f32, store_f32, zeros_f32
+from .simd import fma, lanes, load_bf16, load_f32, many_registers, splat_f32, store_f32, zeros_f32
 from .threads import TASK_SIG, keep_alive, parallel_for, pointer, start_pool, task_range
 from .tile_dispatch import (
     acc_load,
@@ -39,16 +39,19 @@ from .tile_dispatch import (
     acc_total,
     acc_zero,
     has_pair_shape,
+    has_quad_shape,
     has_row_shape,
     tile_dot,
     tile_dot_row,
     tile_dot_unpacked,
     tile_dot_unpacked_gemm,
     tile_dot_unpacked_pair,
+    tile_dot_unpacked_quad,
     tile_unpack,
     tile_unpack_row,
 )
 from .tile_dots import ROW_CODES, ROW_FLOATS, UNPACKED_CODES, UNPACKED_FLOATS, UNPACKED_GROUPS
+from .tile_quads import QUAD
 
 FLOAT_F32, FLOAT_BF16 = 0, 2  # (F16 weights: rows_f16.py)
 
@@ -133,6 +136,30 @@ def halves_task(isa, qtype, xs_dtype):
     return task
 
 
+@inline
+def block_major(xq32, xd, xs, xsum, wanted):
+    """The activations regrouped by block position, (n_blocks, n_tok, ...): the four-token
+    shapes read a block's activations for token after token, which in quantize_input's
+    layout lie a row (4 KiB at 4096 weights) apart, each in its own page and all in one L1
+    set. Empty arrays unless wanted."""
+    n_tok, n_blocks = xd.shape
+    words, n_xs, n_sums = xq32.shape[1] // n_blocks, xs.shape[1] // n_blocks, xsum.shape[1]
+    n_sums //= n_blocks
+    if not wanted:
+        n_tok = n_blocks = 0
+    bq = np.empty((n_blocks, n_tok, words), np.int32)
+    bd = np.empty((n_blocks, n_tok), np.float32)
+    bs = np.empty((n_blocks, n_tok, n_xs), xs.dtype)
+    bsum = np.empty((n_blocks, n_tok, n_sums), np.int32)
+    for t in range(n_tok):
+        for b in range(n_blocks):
+            bq[b, t] = xq32[t, b * words : (b + 1) * words]
+            bd[b, t] = xd[t, b]
+            bs[b, t] = xs[t, b * n_xs : (b + 1) * n_xs]
+            bsum[b, t] = xsum[t, b * n_sums : (b + 1) * n_sums]
+    return bq, bd, bs, bsum
+
+
 def batch_task(isa, qtype, xs_dtype):
     """As one_token_task, for many tokens: each tile block is unpacked once into small
     buffers (in L1) and then dotted with every token's activations."""
@@ -149,6 +176,8 @@ def batch_task(isa, qtype, xs_dtype):
         floats_buf = np.empty(UNPACKED_FLOATS, np.float32)
         acc = np.empty((n_tok, 32), np.float32)  # a tile's sums per token (acc_load)
         pairs = has_pair_shape(qtype)
+        quads = has_quad_shape(qtype) and many_registers(isa)
+        bq, bd, bs, bsum = block_major(xq32, xd, xs, xsum, quads)
         for t in range(first, first + count):
             acc[:] = 0
             for lane0 in range(0, 16, step):
@@ -157,6 +186,10 @@ def batch_task(isa, qtype, xs_dtype):
                     tile_unpack(qtype, isa, quants, scales, halves, tb, lane0, codes_buf,
                                 groups_buf, floats_buf)  # fmt: skip
                     tok = 0
+                    while quads and tok + QUAD <= n_tok:
+                        tile_dot_unpacked_quad(qtype, isa, codes_buf, groups_buf, floats_buf,
+                                               bq[b], bd[b], bs[b], bsum[b], acc, tok)  # fmt: skip
+                        tok += QUAD
                     while pairs and tok + 2 <= n_tok:  # two tokens per pass over the unpacked codes
                         xa = (xq32[tok], xd[tok], xs[tok], xsum[tok])
                         xb = (xq32[tok + 1], xd[tok + 1], xs[tok + 1], xsum[tok + 1])

@@ -79,7 +79,7 @@ def test_matmul_matvec_every_isa(name):
             np.testing.assert_allclose(got, results[ISAS[0]], rtol=1e-5, atol=atol)
 
 
-@pytest.mark.parametrize("name", ["Q4_K", "Q6_K", "Q4_0", "Q5_0", "Q5_1", "Q8_0"])
+@pytest.mark.parametrize("name", K_QUANTS + ["Q4_0", "Q5_0", "Q5_1", "Q8_0"])
 def test_matmul_many_tokens(name):
     """Prefill-sized batches (tokens two at a time for 32-weight types, an odd one last) give
     the same rows as one token at a time, except where llama.cpp sums a batch in another
@@ -97,6 +97,19 @@ def test_matmul_many_tokens(name):
             np.testing.assert_allclose(got[t], vec, rtol=1e-5, atol=1e-5 * np.abs(vec).max())
         else:
             np.testing.assert_array_equal(vec, got[t])
+
+
+@pytest.mark.parametrize("name", BLOCK_32 + K_QUANTS)
+def test_batches_give_the_same_bits_on_every_isa(name):
+    """A prompt batch sums in the same order on every instruction-set path, whether it takes
+    the tokens one, two or (AVX-512) four at a time: 67 tokens, 48 rows (three tiles)."""
+    n_in = widths(name)[0]
+    pw = linear.pack_weight(make_weight(name, 48, n_in, seed=5), name, n_in)
+    x = np.random.default_rng(6).standard_normal((67, n_in)).astype(np.float32)
+    x[5] *= 100.0
+    want = run_matmul(pw, x, ISAS[0])
+    for isa in ISAS[1:]:
+        np.testing.assert_array_equal(run_matmul(pw, x, isa), want, err_msg=isa)
 
 
 @pytest.mark.parametrize("name", ALL_TYPES)
