@@ -164,3 +164,31 @@ def pflush_scaled(typingctx, isa, acc, p, scale):
     if name is None:
         return None
     return I32[n](isa, I32[n], PARTIAL[n], I32[n]), _flush(name, n, True)
+
+
+_VPDPWSSD = "llvm.x86.avx512.vpdpwssd.512"
+
+
+@intrinsic
+def dot_i16(typingctx, isa, acc, a, b):
+    """acc + per int32 lane, lo16(a) * lo16(b) + hi16(a) * hi16(b) (signed int16 halves);
+    all I32xN. One vpdpwssd on AVX-512 VNNI; plain vector IR elsewhere."""
+    name, n = _isa_lanes(isa)
+    if name is None:
+        return None
+
+    def codegen(context, builder, signature, args):
+        acc, a, b = args[1:]
+        if name == AVX512_VNNI:
+            return _call(builder, _VPDPWSSD, acc.type, [acc, a, b])
+        i16 = ir.VectorType(ir.IntType(16), 2 * n)
+        i32 = acc.type
+        wide = [builder.sext(builder.bitcast(v, i16), ir.VectorType(ir.IntType(32), 2 * n))
+                for v in (a, b)]  # fmt: skip
+        prod = builder.mul(*wide)
+        idx = [ir.Constant(ir.VectorType(ir.IntType(32), n), list(range(k, 2 * n, 2)))
+               for k in (0, 1)]  # fmt: skip
+        lo, hi = (builder.shuffle_vector(prod, prod, i) for i in idx)
+        return builder.add(acc, builder.add(lo, hi)) if lo.type == i32 else None
+
+    return I32[n](isa, I32[n], I32[n], I32[n]), codegen

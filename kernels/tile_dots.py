@@ -506,9 +506,10 @@ for _t, (_codes, _group, _scales, _words, _per_flush) in KQUANT_PARTS.items():
 # sum per row, and the k-quants in the order of their unpacked shapes above (Q4_K: the gemm's,
 # which the batch's first n - n % 4 tokens take; the quads cover exactly those)
 DOTS_QUAD = {}
+CODE_BITS = {T.Q2_K: 2, T.Q3_K: 3, T.Q4_K: 4, T.Q5_K: 5, T.Q6_K: 6}  # unsigned codes' widths
 for _t, (_codes, _scales, _offset, _has_m, _signed, _per_flush) in LEGACY_PARTS.items():
     if _t not in EIGHT_LANE_TYPES:
         DOTS_QUAD[_t] = legacy_quad_shape(_offset, _has_m)
 for _t, (_codes, _group, _scales, _words, _per_flush) in KQUANT_PARTS.items():
-    DOTS_QUAD[_t] = kquant_quad_shape(_words, split_min=_t in SPLIT_MIN,
+    DOTS_QUAD[_t] = kquant_quad_shape(_words, CODE_BITS[_t], split_min=_t in SPLIT_MIN,
                                       per_pair=_t in SPLIT_MIN, tiled_order=_t in TILED_ORDER)  # fmt: skip

@@ -141,22 +141,29 @@ def block_major(xq32, xd, xs, xsum, wanted):
     """The activations regrouped by block position, (n_blocks, n_tok, ...): the four-token
     shapes read a block's activations for token after token, which in quantize_input's
     layout lie a row (4 KiB at 4096 weights) apart, each in its own page and all in one L1
-    set. Empty arrays unless wanted."""
+    set. A 256-block's 16 sums become 8 words of two int16 each (tile_quads' vpdpwssd).
+    Empty arrays unless wanted."""
     n_tok, n_blocks = xd.shape
     words, n_xs, n_sums = xq32.shape[1] // n_blocks, xs.shape[1] // n_blocks, xsum.shape[1]
     n_sums //= n_blocks
+    paired = n_sums == 16
     if not wanted:
         n_tok = n_blocks = 0
     bq = np.empty((n_blocks, n_tok, words), np.int32)
     bd = np.empty((n_blocks, n_tok), np.float32)
     bs = np.empty((n_blocks, n_tok, n_xs), xs.dtype)
-    bsum = np.empty((n_blocks, n_tok, n_sums), np.int32)
+    bsum = np.empty((n_blocks, n_tok, n_sums // 2 if paired else n_sums), np.int32)
     for t in range(n_tok):
         for b in range(n_blocks):
             bq[b, t] = xq32[t, b * words : (b + 1) * words]
             bd[b, t] = xd[t, b]
             bs[b, t] = xs[t, b * n_xs : (b + 1) * n_xs]
-            bsum[b, t] = xsum[t, b * n_sums : (b + 1) * n_sums]
+            if paired:
+                for j in range(8):  # |sum| <= 16 * 127: fits int16
+                    lo, hi = xsum[t, b * 16 + 2 * j], xsum[t, b * 16 + 2 * j + 1]
+                    bsum[b, t, j] = (lo & 0xFFFF) | (hi << 16)
+            else:
+                bsum[b, t] = xsum[t, b * n_sums : (b + 1) * n_sums]
     return bq, bd, bs, bsum
 
 

@@ -112,6 +112,28 @@ def test_batches_give_the_same_bits_on_every_isa(name):
         np.testing.assert_array_equal(run_matmul(pw, x, isa), want, err_msg=isa)
 
 
+@pytest.mark.parametrize("name", K_QUANTS)
+def test_batches_at_the_largest_partial_sums(name):
+    """Codes at their maximum against activations at +127 everywhere: the largest integer
+    sums a group can make, which the AVX-512 four-token shapes flush through int16 where
+    they fit. Every path must still give the same bits (the others flush in int32)."""
+    rows = np.ones((48, 512), np.float32)  # mins' types: 1 -> the top code, 0 -> code 0
+    rows[:, ::16] = 0.0
+    if name in ("Q3_K", "Q6_K"):  # symmetric: the largest magnitude gets code 0, -1 the top
+        rows[:] = -1.0
+        rows[:, ::16] = 1.01
+    rows *= np.linspace(0.5, 2.0, 48, dtype=np.float32)[:, None]
+    raw = ref.quantize(rows, name)
+    pw = linear.pack_weight(raw, name, 512)
+    x = np.ones((8, 512), np.float32)
+    x[4:] = -1.0  # and -127 everywhere
+    want = run_matmul(pw, x, ISAS[0])
+    exact = x.astype(np.float64) @ ref.dequantize(raw, name, (48, 512)).astype(np.float64).T
+    np.testing.assert_allclose(want, exact, rtol=1e-5)
+    for isa in ISAS[1:]:
+        np.testing.assert_array_equal(run_matmul(pw, x, isa), want, err_msg=isa)
+
+
 @pytest.mark.parametrize("name", ALL_TYPES)
 def test_one_token_runner_gives_matmuls_bits(name):
     # the engine's decode path: matmul's one-token kernels without its per-call checks
