@@ -105,8 +105,9 @@ def quantize_input_q8_k(x):
 @njit(cache=True)
 def quantize_input_q8_words(x):
     """As quantize_input_q8, but xs holds the sum of every word's 4 codes, int32 (n_tok,
-    n_in/4): Q5_0's 8-lane shape subtracts its code offset per word with them (its block
-    sums' scale it does not use)."""
+    n_in/4): Q5_0's 8-lane shape subtracts its code offset per word with them, Q8_0's on
+    AVX-512 the 128 its flipped codes add (tile_dots.legacy_exact_shape); neither uses the
+    block sums' scale."""
     xq, xd, _, xsum = quantize_input_q8(x)
     xs = np.empty((x.shape[0], x.shape[1] // 4), np.int32)
     for t in range(x.shape[0]):
@@ -123,10 +124,12 @@ quantize_input = static_dispatch(
         **dict.fromkeys(K_QUANTS, quantize_input_q8_k),
         **dict.fromkeys(LEGACY, quantize_input_q8),
         T.Q5_0: quantize_input_q8_words,
+        T.Q8_0: quantize_input_q8_words,
     },
     "quantize_input",
 )
 
 # a representative weight type per activation format: kernels that differ by format only
 # (tiled.run_block_tiles) compile once per format, not once per weight type
-INPUT_FORMAT = {**dict.fromkeys(K_QUANTS, T.Q4_K), **dict.fromkeys(LEGACY, T.Q4_0), T.Q5_0: T.Q5_0}
+INPUT_FORMAT = {**dict.fromkeys(K_QUANTS, T.Q4_K), **dict.fromkeys(LEGACY, T.Q4_0), T.Q5_0: T.Q5_0,
+                T.Q8_0: T.Q5_0}  # fmt: skip

@@ -5,7 +5,7 @@ AVX-512, two ymm halves on AVX2; an isa_variant with 8 lanes takes a tile in two
     I32xN   4 weight codes per row, or 4 activation bytes broadcast; integer sums per row
     F32xN   float accumulators, one per row
     PARTIAL byte-product sums not yet widened to int32 (simd_dot.pdot)
-Operators (+ - * & | << >>) work lane-wise, also with a scalar; `>>` is a logical shift.
+Operators (+ - * & | ^ << >>) work lane-wise, also with a scalar; `>>` is a logical shift.
 
 The instruction set is an `isa` argument, a static token (static.py) passed down the kernel:
 "avx512vnni" (vpdpbusd on zmm), "avx2" (vpmaddubsw + vpmaddwd on ymm) or "portable" (plain
@@ -326,7 +326,7 @@ def sext_byte(typingctx, v, k):
 
 _INT_OPS = {
     operator.add: "add", operator.sub: "sub", operator.mul: "mul", operator.and_: "and_",
-    operator.or_: "or_", operator.lshift: "shl", operator.rshift: "lshr",
+    operator.or_: "or_", operator.xor: "xor", operator.lshift: "shl", operator.rshift: "lshr",
 }  # fmt: skip
 _FLOAT_OPS = {
     operator.add: "fadd", operator.sub: "fsub", operator.mul: "fmul", operator.truediv: "fdiv",

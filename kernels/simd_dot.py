@@ -192,3 +192,21 @@ def dot_i16(typingctx, isa, acc, a, b):
         return builder.add(acc, builder.add(lo, hi)) if lo.type == i32 else None
 
     return I32[n](isa, I32[n], I32[n], I32[n]), codegen
+
+
+@intrinsic
+def dot_u8s8(typingctx, isa, acc, u, s):
+    """acc + per int32 lane, the 4 products of u's unsigned bytes (0..255) with s's signed
+    bytes: vpdpbusd on AVX-512 VNNI, plain vector IR elsewhere (AVX2's vpmaddubsw would
+    saturate such products in int16: callers use it on VNNI only)."""
+    name, n = _isa_lanes(isa)
+    if name is None:
+        return None
+
+    def codegen(context, builder, signature, args):
+        acc, u, s = args[1], builder.bitcast(args[2], _I8[n]), builder.bitcast(args[3], _I8[n])
+        if name == AVX512_VNNI:
+            return _call(builder, _VPDPBUSD, acc.type, [acc, u, s])
+        return builder.add(acc, _portable_dot(builder, u, s, False))
+
+    return I32[n](isa, I32[n], I32[n], I32[n]), codegen

@@ -33,6 +33,7 @@ from .simd import (
     lanes,
     load_f32,
     load_i32,
+    many_registers,
     prefetch,
     pzero,
     schedule_barrier,
@@ -43,7 +44,7 @@ from .simd import (
     to_f32,
     zeros_i32,
 )
-from .simd_dot import dot_s8s8, pdot, pflush, pflush_scaled
+from .simd_dot import dot_s8s8, dot_u8s8, pdot, pflush, pflush_scaled
 from .tile_codes import KQUANT_PARTS, LEGACY_PARTS
 from .tile_quads import kquant_quad_shape, legacy_quad_shape
 
@@ -101,7 +102,7 @@ def legacy_shape(codes, block_scales, offset, has_m, per_flush, quant_words=0):
     return dot
 
 
-def legacy_exact_shape(codes, block_scales, offset, has_m, signed, quant_words):
+def legacy_exact_shape(codes, block_scales, offset, has_m, signed, quant_words, flipped=False):
     """The dot of a 32-weight block in ggml's float order, for llama.cpp's tokens on files of
     these types (Q8_0, Q4_1, Q5_0, Q5_1): each of a row's 8 partial sums (ggml's 8 lanes,
     weights 4k .. 4k + 3 of every block) is scaled and accumulated on its own, and acc_total
@@ -110,13 +111,17 @@ def legacy_exact_shape(codes, block_scales, offset, has_m, signed, quant_words):
     differently in the last bit; 8-bit activations downstream turn that into logit
     differences of up to 1. offset: the codes are stored + offset (Q5_0's 16), subtracted per
     lane as offset times the sum of the lane's 4 activations (xs holds those word sums for
-    such types, quantize_activations)."""
+    such types, quantize_activations). flipped: signed codes read with their top bit
+    flipped on AVX-512 VNNI (row_unpacker), unsigned for vpdpbusd: c . a = (c + 128) . a - 128
+    * (the word's activation sum), the sum from xs, one vpdpbusd instead of dot_s8s8's two."""
 
     @inline
     def part(isa, qs, tb, lane0, k, xq, xs, b, dd, f):  # word k: ggml's lane k
         c = codes(isa, qs, tb, lane0, k // 4, k % 4)
         a = act(isa, xq, b * 8 + k)
-        if signed:
+        if signed and flipped and many_registers(isa):
+            s = dot_u8s8(isa, splat_i32(isa, np.int32(-128) * xs[b * 8 + k]), c, a)
+        elif signed:
             s = dot_s8s8(isa, zeros_i32(isa), c, a)
         else:  # unsigned codes times signed bytes, widened: the lane's 4 products
             s = pflush(isa, zeros_i32(isa), pdot(isa, pzero(isa), c, a))
@@ -421,14 +426,20 @@ ROW_CODES = 8 * 16  # int32 per block: 8 code words, 16 rows
 ROW_FLOATS = 2 * 16  # float32 per block: d, then m (Q4_1 / Q5_1), 16 rows
 
 
-def row_unpacker(codes, block_scales):
+def row_unpacker(codes, block_scales, signed):
+    """Signed codes are stored with their top bit flipped on AVX-512 VNNI (see
+    legacy_exact_shape's flipped)."""
+    flip = np.int32(-0x7F7F7F80) if signed else np.int32(0)  # 0x80 in every byte
+
     @inline
     def unpack_row(isa, qs, dh, t, n_blocks, lane0, codes_row, floats_row):
         for b in range(n_blocks):
             tb = t * n_blocks + b
             for k in range(8):
-                store_i32(codes_row, b * ROW_CODES + k * 16 + lane0,
-                          codes(isa, qs, tb, lane0, k // 4, k % 4))  # fmt: skip
+                c = codes(isa, qs, tb, lane0, k // 4, k % 4)
+                if many_registers(isa):
+                    c = c ^ flip
+                store_i32(codes_row, b * ROW_CODES + k * 16 + lane0, c)
             d, m = block_scales(isa, dh, tb, lane0)
             store_f32(floats_row, b * ROW_FLOATS + lane0, d)
             store_f32(floats_row, b * ROW_FLOATS + 16 + lane0, m)
@@ -464,9 +475,9 @@ for _t, (_codes, _scales, _offset, _has_m, _signed, _per_flush) in LEGACY_PARTS.
         SPLIT_SUMS[_t] = _has_m
         DOTS[_t] = legacy_exact_shape(_codes, _scales, _offset, _has_m, _signed,
                                       QUANT_WORDS[_t])  # fmt: skip
-        ROW_UNPACKERS[_t] = row_unpacker(_codes, _scales)
+        ROW_UNPACKERS[_t] = row_unpacker(_codes, _scales, _signed)
         DOTS_ROW[_t] = legacy_exact_shape(row_codes, row_block_scales, _offset, _has_m, _signed,
-                                          0)  # fmt: skip
+                                          0, flipped=True)  # fmt: skip
         continue
     DOTS_PAIR[_t] = legacy_pair_shape(_offset, _has_m, _per_flush)
     DOTS[_t] = legacy_shape(_codes, _scales, _offset, _has_m, _per_flush, QUANT_WORDS[_t])

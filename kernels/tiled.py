@@ -227,7 +227,8 @@ def batch_task(isa, qtype, xs_dtype):
 
 
 ONE_TOKEN, HALVES, BATCH = one_token_task, halves_task, batch_task  # block_task's `run`
-_XS_DTYPE = {int(T.Q5_0): np.int32}  # quantize_input's xs: float32 but for Q5_0 (word sums)
+_XS_DTYPE = dict.fromkeys((int(T.Q5_0), int(T.Q8_0)), np.int32)  # quantize_input's xs: word
+# sums for these, else float32
 N_ARGV = 17  # run_block_tiles' argument block (addresses and sizes), read by block_task
 
 
