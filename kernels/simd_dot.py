@@ -182,14 +182,13 @@ def dot_i16(typingctx, isa, acc, a, b):
         if name == AVX512_VNNI:
             return _call(builder, _VPDPWSSD, acc.type, [acc, a, b])
         i16 = ir.VectorType(ir.IntType(16), 2 * n)
-        i32 = acc.type
         wide = [builder.sext(builder.bitcast(v, i16), ir.VectorType(ir.IntType(32), 2 * n))
                 for v in (a, b)]  # fmt: skip
         prod = builder.mul(*wide)
         idx = [ir.Constant(ir.VectorType(ir.IntType(32), n), list(range(k, 2 * n, 2)))
                for k in (0, 1)]  # fmt: skip
         lo, hi = (builder.shuffle_vector(prod, prod, i) for i in idx)
-        return builder.add(acc, builder.add(lo, hi)) if lo.type == i32 else None
+        return builder.add(acc, builder.add(lo, hi))
 
     return I32[n](isa, I32[n], I32[n], I32[n]), codegen
 
