@@ -4,9 +4,7 @@ each weight type, and the float ops."""
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -102,6 +100,11 @@ def warmup(
     if processes > 1 and len(tasks) > 1 and not (stamp and stamp.exists()):
         # one task per type or op group: a worker that is done takes the next, so the
         # processes finish together (fixed shares left one idle for seconds)
+        # imported here: a warmed cache never starts workers, and these imports alone
+        # would add a tenth of loading everything from the cache
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(processes, mp_context=context) as pool:
             list(pool.map(_warm_tasks, [[task] for task in tasks], [isas] * len(tasks)))
