@@ -21,7 +21,7 @@ from numba.extending import intrinsic
 
 from .inline import inline
 from .ops_f16 import f16_to_f32
-from .simd import F32, PORTABLE, fma, isa_variant, lane, load_f16, load_f32, zeros_f32
+from .simd import F32, PORTABLE, fma, isa_variant, lane, load_f16, load_f32, prefetch, zeros_f32
 
 V8 = isa_variant(PORTABLE, 8)  # plain 8-lane LLVM vectors: one ymm on AVX2
 
@@ -49,12 +49,20 @@ def dot_f16_gemm(isa, x, h, n):
     return hsum8(acc)
 
 
+# how far ahead of the weights being summed dot_f16_vec prefetches them (f16 elements):
+# 1 KiB; rows are contiguous, so past a row's end this fetches the next row's start. Matvec
+# 11008x4096 from DRAM: 73 % of the bandwidth without, 93-97 % at 1 KiB, 85-96 % at 2 KiB,
+# 68 % at 8 KiB (the hardware prefetcher stops at each 4 KiB page)
+F16_PREFETCH = 512
+
+
 @inline
 def dot_f16_vec(isa, x, h, n):
     """x (float32, f16 values) · h (f16 bits), as ggml_vec_dot_f16 sums it."""
     a0, a1, a2, a3 = zeros_f32(isa), zeros_f32(isa), zeros_f32(isa), zeros_f32(isa)
     n32 = n - n % 32
     for i in range(0, n32, 32):
+        prefetch(h, i + F16_PREFETCH)
         a0 = fma(load_f32(isa, x, i), load_f16(isa, h, i), a0)
         a1 = fma(load_f32(isa, x, i + 8), load_f16(isa, h, i + 8), a1)
         a2 = fma(load_f32(isa, x, i + 16), load_f16(isa, h, i + 16), a2)
