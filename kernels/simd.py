@@ -320,6 +320,19 @@ def sext_byte(typingctx, v, k):
     return v(v, types.intp), codegen
 
 
+@intrinsic
+def ashr(typingctx, v, k):
+    """Each 32-bit lane shifted right by k with its sign (I32xN; `>>` is logical)."""
+    if not (isinstance(v, VecType) and v.kind == "i" and v.bits == 32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        k = builder.trunc(args[1], ir.IntType(32))
+        return builder.ashr(args[0], _splat(builder, k, v.llvm()))
+
+    return v(v, types.intp), codegen
+
+
 # ---------------------------------------------------------------- lane-wise operators
 # Registered as typing templates + lowerings (no helper functions to compile): a vector with
 # a vector of its type, or with a scalar that is splatted; `>>` on integers is logical.

@@ -46,6 +46,7 @@ from .simd import (
 )
 from .simd_dot import dot_s8s8, dot_u8s8, pdot, pflush, pflush_scaled
 from .tile_codes import KQUANT_PARTS, LEGACY_PARTS
+from .tile_q2_k import q2_k_vnni_shape
 from .tile_quads import kquant_quad_shape, legacy_quad_shape
 
 # sizes of the unpacked buffers, per tile block (16 rows): codes, int32 group scales and
@@ -458,6 +459,18 @@ def row_block_scales(isa, floats_row, b, lane0):
             load_f32(isa, floats_row, b * ROW_FLOATS + 16 + lane0))  # fmt: skip
 
 
+def vnni_or(vnni_dot, plain_dot):
+    """A dot that compiles vnni_dot on AVX-512 VNNI and plain_dot on the other paths."""
+
+    @inline
+    def dot(isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc):
+        if many_registers(isa):
+            return vnni_dot(isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc)
+        return plain_dot(isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc)
+
+    return dot
+
+
 DOTS, DOTS_UNPACKED, UNPACKERS = {}, {}, {}
 DOTS_PAIR = {}
 DOTS_ROW, ROW_UNPACKERS = {}, {}
@@ -506,6 +519,8 @@ for _t, (_codes, _group, _scales, _words, _per_flush) in KQUANT_PARTS.items():
     _split = _t in SPLIT_MIN
     DOTS[_t] = kquant_shape(_codes, _group, _scales, _words, _per_flush, QUANT_WORDS[_t], _split,
                             paired=_t in (T.Q2_K, T.Q3_K))  # fmt: skip
+    if _t == T.Q2_K:
+        DOTS[_t] = vnni_or(q2_k_vnni_shape(_scales, QUANT_WORDS[_t], PREFETCH_WORDS), DOTS[_t])
     DOTS_UNPACKED[_t] = kquant_shape(unpacked_codes_reader(_words), unpacked_group,
                                      unpacked_block_scales, _words, _per_flush, 0, _split)  # fmt: skip
     DOTS_UNPACKED_GEMM[_t] = kquant_shape(unpacked_codes_reader(_words), unpacked_group,

@@ -112,18 +112,58 @@ def test_batches_give_the_same_bits_on_every_isa(name):
         np.testing.assert_array_equal(run_matmul(pw, x, isa), want, err_msg=isa)
 
 
-@pytest.mark.parametrize("name", K_QUANTS)
-def test_batches_at_the_largest_partial_sums(name):
-    """Codes at their maximum against activations at +127 everywhere: the largest integer
-    sums a group can make, which the AVX-512 four-token shapes flush through int16 where
-    they fit. Every path must still give the same bits (the others flush in int32)."""
+@pytest.mark.parametrize("name", BLOCK_32 + K_QUANTS)
+def test_single_tokens_give_the_same_bits_on_every_isa(name):
+    """Decode (one token) sums in the same integer and float order on every path, though
+    the shapes differ (AVX-512's Q2_K reads each quant word once for four groups)."""
+    n_in = widths(name)[-1]
+    pw = linear.pack_weight(make_weight(name, 40, n_in, seed=7), name, n_in)
+    rng = np.random.default_rng(8)
+    for scale in (1.0, 100.0):
+        x = (scale * rng.standard_normal(n_in)).astype(np.float32)
+        want = np.empty(40, np.float32)
+        linear.matvec(pw, x, want, isa=ISAS[0])
+        for isa in ISAS[1:]:
+            got = np.empty(40, np.float32)
+            linear.matvec(pw, x, got, isa=isa)
+            np.testing.assert_array_equal(got, want, err_msg=isa)
+
+
+def largest_sums_weight(name: str) -> np.ndarray:
+    """48 rows of 512 whose codes are at their maximum (and a few at 0), quantized."""
     rows = np.ones((48, 512), np.float32)  # mins' types: 1 -> the top code, 0 -> code 0
     rows[:, ::16] = 0.0
     if name in ("Q3_K", "Q6_K"):  # symmetric: the largest magnitude gets code 0, -1 the top
         rows[:] = -1.0
         rows[:, ::16] = 1.01
     rows *= np.linspace(0.5, 2.0, 48, dtype=np.float32)[:, None]
-    raw = ref.quantize(rows, name)
+    return ref.quantize(rows, name)
+
+
+@pytest.mark.parametrize("name", K_QUANTS)
+def test_single_tokens_at_the_largest_partial_sums(name):
+    """As below, one token at a time: AVX-512's Q2_K shape takes every group sum through
+    int16 (codes 3 against +-127: 16 * 3 * 4 * 127 with its in-place bit pairs)."""
+    raw = largest_sums_weight(name)
+    pw = linear.pack_weight(raw, name, 512)
+    w = ref.dequantize(raw, name, (48, 512)).astype(np.float64)
+    for sign in (1.0, -1.0):
+        x = np.full(512, sign, np.float32)
+        want = np.empty(48, np.float32)
+        linear.matvec(pw, x, want, isa=ISAS[0])
+        np.testing.assert_allclose(want, w @ x.astype(np.float64), rtol=1e-5)
+        for isa in ISAS[1:]:
+            got = np.empty(48, np.float32)
+            linear.matvec(pw, x, got, isa=isa)
+            np.testing.assert_array_equal(got, want, err_msg=isa)
+
+
+@pytest.mark.parametrize("name", K_QUANTS)
+def test_batches_at_the_largest_partial_sums(name):
+    """Codes at their maximum against activations at +127 everywhere: the largest integer
+    sums a group can make, which the AVX-512 four-token shapes flush through int16 where
+    they fit. Every path must still give the same bits (the others flush in int32)."""
+    raw = largest_sums_weight(name)
     pw = linear.pack_weight(raw, name, 512)
     x = np.ones((8, 512), np.float32)
     x[4:] = -1.0  # and -127 everywhere
