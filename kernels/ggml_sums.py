@@ -49,11 +49,11 @@ def dot_f16_gemm(isa, x, h, n):
     return hsum8(acc)
 
 
-# how far ahead of the weights being summed dot_f16_vec prefetches them (f16 elements):
-# 1 KiB; rows are contiguous, so past a row's end this fetches the next row's start. Matvec
-# 11008x4096 from DRAM: 73 % of the bandwidth without, 93-97 % at 1 KiB, 85-96 % at 2 KiB,
-# 68 % at 8 KiB (the hardware prefetcher stops at each 4 KiB page)
-F16_PREFETCH = 512
+# how far ahead of the weights being summed dot_f16_vec prefetches them (f16 elements), into
+# L2 (simd.prefetch): 2 KiB; rows are contiguous, so past a row's end this fetches the next
+# row's start. Matvec 11008x4096 from DRAM: 73 % of the bandwidth without (the hardware
+# prefetcher restarts at every 4 KiB page), 88-92 % at 2 and 4 KiB, 78-81 % at 1 KiB
+F16_PREFETCH = 1024
 
 
 @inline

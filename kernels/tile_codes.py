@@ -31,6 +31,13 @@ LOW3 = np.int32(0x07070707)
 LOW6 = np.int32(0x3F3F3F3F)
 
 
+def int16_words(code_bits: int) -> int:
+    """How many code words (4 unsigned codes below 2**code_bits each) have a dot with
+    activations in -128..127 that always fits int16: partial sums that can take their
+    scale with one vpdpwssd (simd_dot.dot_i16)."""
+    return 32767 // (4 * ((1 << code_bits) - 1) * 128)
+
+
 @inline
 def word(isa, arr, tb, n_words, i, lane0):
     """Word i of tile block tb (n_words words per tile block), rows lane0.. (I32xN)."""

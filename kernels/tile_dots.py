@@ -57,7 +57,8 @@ UNPACKED_FLOATS = 2 * 16
 
 # how far ahead of the block being computed its quant words are prefetched: 4 KiB, about
 # 300 ns of streaming at a core's share of the bandwidth, which covers DRAM latency with room
-# to spare (measured on 11008x4096 matvecs: 1-2 KiB gained less for k-quants, 8 KiB no more)
+# to spare (measured on 11008x4096 matvecs: 1-2 KiB gained less for k-quants, 8 KiB no more;
+# again so with prefetches into L2 only, simd.prefetch)
 PREFETCH_WORDS = 1024
 QUANT_WORDS = {int(t): layout.quant_words for t, layout in LAYOUTS.items()}  # per tile row
 

@@ -25,6 +25,7 @@ import numpy as np
 from .inline import inline
 from .simd import fma, load_f32, load_i32, pzero, splat_f32, splat_i32, store_f32, to_f32, zeros_i32
 from .simd_dot import dot_i16, pdot, pflush
+from .tile_codes import int16_words
 
 QUAD = 4  # tokens per pass
 LOW16 = np.int32(0xFFFF)
@@ -86,7 +87,7 @@ def kquant_quad_shape(group_words, code_bits, split_min=False, per_pair=False,
     (2 uops) and an add; the minimum's sum takes one vpdpwssd per two 16-weight sums, the
     activation sums packed in pairs by tiled.block_major."""
     n_groups = 64 // group_words
-    fit = 32767 // (4 * ((1 << code_bits) - 1) * 128)  # words whose sum fits int16
+    fit = int16_words(code_bits)
     flush16 = 2 if fit >= group_words else 1 if fit >= group_words // 2 else 0
     span = 2 if group_words == 4 else 1  # groups per int16 pair of activation sums
 
