@@ -46,7 +46,7 @@ def bsum_pair(xsum, first, second):
     return np.int32((xsum[first] & 0xFFFF) | (xsum[second] << 16))
 
 
-def q2_k_vnni_shape(block_scales, quant_words, prefetch_words):
+def q2_k_vnni_shape(block_scales, quant_words, prefetch_words, prefetch_sides):
     """The dot of a Q2_K super-block (tile_dots' dot signature) on AVX-512 VNNI."""
 
     @inline
@@ -82,6 +82,7 @@ def q2_k_vnni_shape(block_scales, quant_words, prefetch_words):
 
     @inline
     def dot(isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc):
+        prefetch_sides(sc, dh, tb, quant_words, 4, 2)  # 4 scale words, d and dmin
         z = zeros_i32(isa)
         times1, times4, msum = quads(runtime(0), (z, z, z), (isa, qs, sc, tb, lane0, b, xq, xsum))
         isum = times1 + ashr(times4, 2)
