@@ -168,7 +168,17 @@ def _load_bf16(context, builder, arrty, arr, index, n):
     return builder.bitcast(wide, F32[n].llvm())
 
 
+def _load_splat_word(context, builder, arrty, arr, index, n):
+    word = builder.load(_element_ptr(context, builder, arrty, arr, index, ir.IntType(32)), align=4)
+    return _splat(builder, word, I32[n].llvm())
+
+
 load_i32 = _loader("N 4-byte words of a 1-D int32 array from index, as I32xN.", I32, _load_words)
+# splat_i32(isa, arr[index]) without Numba's negative-index wraparound (a compare and a
+# conditional move per read, on the ports the vector code needs): a vpdpbusd's activation
+# word becomes its broadcast memory operand and nothing else
+load_splat_i32 = _loader("Word index of a 1-D int32 array in every lane, as I32xN.", I32,
+                         _load_splat_word)  # fmt: skip
 load_f32 = _loader("N float32 of a 1-D array from index.", F32, _load_f32)
 load_f16 = _loader(
     "N fp16 values (uint16 bits) of a 1-D array from index, as F32xN.", F32, _load_f16

@@ -33,6 +33,7 @@ from .simd import (
     lanes,
     load_f32,
     load_i32,
+    load_splat_i32,
     many_registers,
     prefetch,
     pzero,
@@ -47,6 +48,7 @@ from .simd import (
 from .simd_dot import dot_s8s8, dot_u8s8, pdot, pflush, pflush_scaled
 from .tile_codes import KQUANT_PARTS, LEGACY_PARTS
 from .tile_q2_k import q2_k_vnni_shape
+from .tile_q3_k import q3_k_vnni_shape
 from .tile_quads import kquant_quad_shape, legacy_quad_shape
 
 # sizes of the unpacked buffers, per tile block (16 rows): codes, int32 group scales and
@@ -88,7 +90,7 @@ def prefetch_sides(sc, dh, tb, quant_words, scale_words, n_halves):
 @inline
 def act(isa, xq, i):
     """Activation word i (4 int8 codes) broadcast to every lane."""
-    return splat_i32(isa, xq[i])
+    return load_splat_i32(isa, xq, i)
 
 
 def legacy_shape(codes, block_scales, offset, has_m, per_flush, quant_words=0):
@@ -546,6 +548,9 @@ for _t, (_codes, _group, _scales, _words, _per_flush) in KQUANT_PARTS.items():
     if _t == T.Q2_K:
         _q2 = q2_k_vnni_shape(_scales, QUANT_WORDS[_t], PREFETCH_WORDS, prefetch_sides)
         DOTS[_t] = vnni_or(_q2, DOTS[_t])
+    if _t == T.Q3_K:
+        _q3 = q3_k_vnni_shape(_scales, QUANT_WORDS[_t], PREFETCH_WORDS, prefetch_sides)
+        DOTS[_t] = vnni_or(_q3, DOTS[_t])
     DOTS_UNPACKED[_t] = kquant_shape(unpacked_codes_reader(_words), unpacked_group,
                                      unpacked_block_scales, _words, _per_flush, 0, _split)  # fmt: skip
     DOTS_UNPACKED_GEMM[_t] = kquant_shape(unpacked_codes_reader(_words), unpacked_group,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .inline import inline, runtime, unrolled
-from .simd import ashr, fma, prefetch, splat_i32, to_f32, zeros_i32
+from .simd import ashr, fma, load_splat_i32, prefetch, splat_i32, to_f32, zeros_i32
 from .simd_dot import dot_i16, dot_u8s8
 from .tile_codes import word
 
@@ -34,10 +34,10 @@ LOW16 = np.int32(0xFFFF)
 @inline
 def group_sum(isa, w0, w1, w2, w3, mask, xq, a):
     """The sum of one group's 4 code words (masked in place) with activation words a .. a+3."""
-    p = dot_u8s8(isa, zeros_i32(isa), w0 & mask, splat_i32(isa, xq[a]))
-    p = dot_u8s8(isa, p, w1 & mask, splat_i32(isa, xq[a + 1]))
-    p = dot_u8s8(isa, p, w2 & mask, splat_i32(isa, xq[a + 2]))
-    return dot_u8s8(isa, p, w3 & mask, splat_i32(isa, xq[a + 3]))
+    p = dot_u8s8(isa, zeros_i32(isa), w0 & mask, load_splat_i32(isa, xq, a))
+    p = dot_u8s8(isa, p, w1 & mask, load_splat_i32(isa, xq, a + 1))
+    p = dot_u8s8(isa, p, w2 & mask, load_splat_i32(isa, xq, a + 2))
+    return dot_u8s8(isa, p, w3 & mask, load_splat_i32(isa, xq, a + 3))
 
 
 @inline

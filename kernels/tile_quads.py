@@ -23,7 +23,18 @@ from __future__ import annotations
 import numpy as np
 
 from .inline import inline
-from .simd import fma, load_f32, load_i32, pzero, splat_f32, splat_i32, store_f32, to_f32, zeros_i32
+from .simd import (
+    fma,
+    load_f32,
+    load_i32,
+    load_splat_i32,
+    pzero,
+    splat_f32,
+    splat_i32,
+    store_f32,
+    to_f32,
+    zeros_i32,
+)
 from .simd_dot import dot_i16, pdot, pflush
 from .tile_codes import int16_words
 
@@ -37,9 +48,11 @@ def chains(isa, codes_buf, first, n_words, xq, a0):
     of one token, in two chains (even and odd words): their two sums, I32xN each."""
     pa, pb = pzero(isa), pzero(isa)
     for i in range(0, n_words, 2):
-        pa = pdot(isa, pa, load_i32(isa, codes_buf, (first + i) * 16), splat_i32(isa, xq[a0 + i]))
+        pa = pdot(
+            isa, pa, load_i32(isa, codes_buf, (first + i) * 16), load_splat_i32(isa, xq, a0 + i)
+        )
         pb = pdot(isa, pb, load_i32(isa, codes_buf, (first + i + 1) * 16),
-                  splat_i32(isa, xq[a0 + i + 1]))  # fmt: skip
+                  load_splat_i32(isa, xq, a0 + i + 1))  # fmt: skip
     return pflush(isa, zeros_i32(isa), pa), pflush(isa, zeros_i32(isa), pb)
 
 

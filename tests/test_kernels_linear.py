@@ -115,7 +115,8 @@ def test_batches_give_the_same_bits_on_every_isa(name):
 @pytest.mark.parametrize("name", BLOCK_32 + K_QUANTS)
 def test_single_tokens_give_the_same_bits_on_every_isa(name):
     """Decode (one token) sums in the same integer and float order on every path, though
-    the shapes differ (AVX-512's Q2_K reads each quant word once for four groups)."""
+    the shapes differ (on AVX-512, Q2_K reads each quant word once for four groups, Q3_K
+    unpacks all 16 scales at once)."""
     n_in = widths(name)[-1]
     pw = linear.pack_weight(make_weight(name, 40, n_in, seed=7), name, n_in)
     rng = np.random.default_rng(8)
