@@ -11,7 +11,7 @@ in file layout and go through the portable row kernels. Activations are quantize
 call to 8-bit blocks (Q8_0/Q8_1 for the 32-weight block types, Q8_K for k-quants) and dotted
 with the weight codes in integers, scaled in float, as ggml's vec_dot_<w>_<q8> do; F16/BF16
 weights see activations rounded to their type. `isa` selects the instruction-set path
-("avx512vnni", "avx2", "portable"); None takes the best this CPU runs.
+("avx512amx", "avx512vnni", "avx2", "portable"); None takes the best this CPU runs.
 """
 
 from __future__ import annotations

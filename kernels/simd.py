@@ -8,8 +8,9 @@ AVX-512, two ymm halves on AVX2; an isa_variant with 8 lanes takes a tile in two
 Operators (+ - * & | ^ << >>) work lane-wise, also with a scalar; `>>` is a logical shift.
 
 The instruction set is an `isa` argument, a static token (static.py) passed down the kernel:
-"avx512vnni" (vpdpbusd on zmm), "avx2" (vpmaddubsw + vpmaddwd on ymm) or "portable" (plain
-LLVM vector IR, lowered for whatever CPU runs it); the dot products that differ per
+"avx512amx" (AVX-512 VNNI, and AMX tiles for prompt batches: amx.py), "avx512vnni" (vpdpbusd on
+zmm), "avx2" (vpmaddubsw + vpmaddwd on ymm) or "portable" (plain LLVM vector IR, lowered for
+whatever CPU runs it); the dot products that differ per
 instruction set are in simd_dot.py. One kernel source compiles (and caches)
 one specialization per instruction set; the AVX-512 form is only compiled when requested.
 """
@@ -33,8 +34,10 @@ from .static import StaticType, static
 PORTABLE = "portable"
 AVX2 = "avx2"
 AVX512_VNNI = "avx512vnni"
-ISA_NAMES = (PORTABLE, AVX2, AVX512_VNNI)
-LANES = {AVX512_VNNI: 16, AVX2: 16, PORTABLE: 16}  # default rows handled per vector
+AVX512_AMX = "avx512amx"  # AVX-512 VNNI everywhere, plus AMX tiles in prompt batches
+ISA_NAMES = (PORTABLE, AVX2, AVX512_VNNI, AVX512_AMX)
+VNNI_NAMES = (AVX512_VNNI, AVX512_AMX)  # the paths that run the AVX-512 VNNI code
+LANES = {AVX512_AMX: 16, AVX512_VNNI: 16, AVX2: 16, PORTABLE: 16}  # rows handled per vector
 
 
 def isa_variant(name: str, n_lanes: int | None = None):
@@ -49,7 +52,7 @@ def _isa_lanes(isa) -> tuple[str, int] | tuple[None, None]:
     """(name, lanes) of an isa token's Numba type, or (None, None) if it is not one."""
     if isinstance(isa, StaticType) and isinstance(isa.value, tuple) and len(isa.value) == 2:
         name, n = isa.value
-        if name in ISA_NAMES and n in (8, 16) and not (name == AVX512_VNNI and n != 16):
+        if name in ISA_NAMES and n in (8, 16) and not (name in VNNI_NAMES and n != 16):
             return name, n
     return None, None
 
@@ -124,7 +127,20 @@ def many_registers(typingctx, isa):
         return None
 
     def codegen(context, builder, signature, args):
-        return context.get_constant(types.boolean, name == AVX512_VNNI)
+        return context.get_constant(types.boolean, name in VNNI_NAMES)
+
+    return types.boolean(isa), codegen
+
+
+@intrinsic
+def has_tiles(typingctx, isa):
+    """Whether isa multiplies prompt batches on AMX tiles (amx.py), a compile-time constant."""
+    name, n = _isa_lanes(isa)
+    if name is None:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.boolean, name == AVX512_AMX)
 
     return types.boolean(isa), codegen
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from llvmlite import ir
 from numba.extending import intrinsic
 
-from .simd import _I8, AVX2, AVX512_VNNI, I32, PARTIAL, _call, _isa_lanes
+from .simd import _I8, AVX2, I32, PARTIAL, VNNI_NAMES, _call, _isa_lanes
 
 # ---------------------------------------------------------------- dot products per ISA
 # dot_s8s8 adds 4 byte products per lane directly into int32. The partial sums (pdot) keep
@@ -83,7 +83,7 @@ def dot_s8s8(typingctx, isa, acc, w, a):
 
     def codegen(context, builder, signature, args):
         acc, w, a = args[1], builder.bitcast(args[2], _I8[n]), builder.bitcast(args[3], _I8[n])
-        if name == AVX512_VNNI:
+        if name in VNNI_NAMES:
             # vpdpbusd takes unsigned weights: (w + 128) . a - 128 . a
             flip = ir.Constant(_I8[n], [0x80] * (4 * n))
             acc = _call(builder, _VPDPBUSD, acc.type, [acc, builder.xor(w, flip), a])
@@ -118,7 +118,7 @@ def pdot(typingctx, isa, p, w, a):
                 p, _per_ymm(builder, n, lambda w, a: _avx2_madd(builder, w, a), w, a)
             )
         p32 = builder.bitcast(p, I32[n].llvm())
-        if name == AVX512_VNNI:
+        if name in VNNI_NAMES:
             s = _call(builder, _VPDPBUSD, p32.type, [p32, w, a])
         else:
             s = builder.add(p32, _portable_dot(builder, w, a, False))
@@ -179,7 +179,7 @@ def dot_i16(typingctx, isa, acc, a, b):
 
     def codegen(context, builder, signature, args):
         acc, a, b = args[1:]
-        if name == AVX512_VNNI:
+        if name in VNNI_NAMES:
             return _call(builder, _VPDPWSSD, acc.type, [acc, a, b])
         i16 = ir.VectorType(ir.IntType(16), 2 * n)
         wide = [builder.sext(builder.bitcast(v, i16), ir.VectorType(ir.IntType(32), 2 * n))
@@ -204,7 +204,7 @@ def dot_u8s8(typingctx, isa, acc, u, s):
 
     def codegen(context, builder, signature, args):
         acc, u, s = args[1], builder.bitcast(args[2], _I8[n]), builder.bitcast(args[3], _I8[n])
-        if name == AVX512_VNNI:
+        if name in VNNI_NAMES:
             return _call(builder, _VPDPBUSD, acc.type, [acc, u, s])
         return builder.add(acc, _portable_dot(builder, u, s, False))
 

@@ -14,13 +14,16 @@ from numba.extending import intrinsic, overload
 
 from .simd import load_f32, store_f32, zeros_f32
 from .static import StaticType
+from .tile_amx import sign_codes
 from .tile_dots import (
     DOTS,
     DOTS_PAIR,
     DOTS_QUAD,
     DOTS_ROW,
+    DOTS_TILES,
     DOTS_UNPACKED,
     DOTS_UNPACKED_GEMM,
+    LEGACY_OFFSETS,
     ROW_UNPACKERS,
     SPLIT_MIN,
     SPLIT_SUMS,
@@ -291,6 +294,56 @@ def _has_shape(table: dict, doc: str):
 
 has_pair_shape = _has_shape(DOTS_PAIR, "Whether qtype's unpacked blocks have a two-token shape.")
 has_quad_shape = _has_shape(DOTS_QUAD, "Whether qtype's unpacked blocks have a four-token shape.")
+has_tile_shape = _has_shape(DOTS_TILES, "Whether qtype's unpacked blocks have an AMX tile shape.")
+
+
+def tile_codes_signed(qtype, codes_row):
+    """The unpacked codes of a tile row as the AMX shape reads them (tile_amx.sign_codes
+    for types with a code offset)."""
+    raise NotImplementedError("only callable from Numba code")
+
+
+@overload(tile_codes_signed, inline="always")
+def _tile_codes_signed(qtype, codes_row):
+    if not _known(qtype):
+        return None
+    offset = LEGACY_OFFSETS.get(qtype.value, 0)
+
+    def impl(qtype, codes_row):
+        if offset:
+            sign_codes(codes_row, codes_row.size, offset)
+
+    return impl
+
+
+def tile_rows_tiles(qtype, isa, codes_row, floats_row, gq, gd, gs, cbuf, out, tok, col):
+    """out[tok .. tok + 15, col .. col + 15] from a whole unpacked tile row on AMX tiles
+    (tile_amx.py), the 16 tokens' activations group-major (tiled.group_major)."""
+    raise NotImplementedError("only callable from Numba code")
+
+
+@overload(tile_rows_tiles, inline="always")
+def _tile_rows_tiles(qtype, isa, codes_row, floats_row, gq, gd, gs, cbuf, out, tok, col):
+    if not _known(qtype):
+        return None
+    if qtype.value not in DOTS_TILES:  # never called (has_tile_shape), but must type
+
+        def impl(qtype, isa, codes_row, floats_row, gq, gd, gs, cbuf, out, tok, col):
+            pass
+
+        return impl
+    fn = DOTS_TILES[qtype.value]
+
+    def impl(qtype, isa, codes_row, floats_row, gq, gd, gs, cbuf, out, tok, col):
+        fn(isa, codes_row, floats_row, gq, gd, gs, cbuf, out, tok, col)
+
+    return impl
+    fn = DOTS_TILES[qtype.value]
+
+    def impl(qtype, isa, codes_buf, floats_buf, xq, xd, xs, xsum, acc, tok, n_groups, cbuf):
+        fn(isa, codes_buf, floats_buf, xq, xd, xs, xsum, acc, tok, n_groups, cbuf)
+
+    return impl
 
 
 def tile_dot_unpacked_quad(qtype, isa, codes_buf, groups_buf, floats_buf, xq, xd, xs, xsum, acc,

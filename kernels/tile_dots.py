@@ -46,6 +46,7 @@ from .simd import (
     zeros_i32,
 )
 from .simd_dot import dot_s8s8, dot_u8s8, pdot, pflush, pflush_scaled
+from .tile_amx import legacy_tile_rows
 from .tile_codes import KQUANT_PARTS, LEGACY_PARTS
 from .tile_q2_k import q2_k_vnni_shape
 from .tile_q3_k import q3_k_vnni_shape
@@ -563,9 +564,14 @@ for _t, (_codes, _group, _scales, _words, _per_flush) in KQUANT_PARTS.items():
 # which the batch's first n - n % 4 tokens take; the quads cover exactly those)
 DOTS_QUAD = {}
 CODE_BITS = {T.Q2_K: 2, T.Q3_K: 3, T.Q4_K: 4, T.Q5_K: 5, T.Q6_K: 6}  # unsigned codes' widths
+# sixteen tokens against a whole tile row on AMX (tile_amx.py): the types with four-token
+# shapes (so far the 32-weight one)
+DOTS_TILES = {}
+LEGACY_OFFSETS = {_t: parts[2] for _t, parts in LEGACY_PARTS.items()}  # codes stored + this
 for _t, (_codes, _scales, _offset, _has_m, _signed, _per_flush) in LEGACY_PARTS.items():
     if _t not in EIGHT_LANE_TYPES:
         DOTS_QUAD[_t] = legacy_quad_shape(_offset, _has_m)
+        DOTS_TILES[_t] = legacy_tile_rows(_offset, _has_m)
 for _t, (_codes, _group, _scales, _words, _per_flush) in KQUANT_PARTS.items():
     DOTS_QUAD[_t] = kquant_quad_shape(_words, CODE_BITS[_t], split_min=_t in SPLIT_MIN,
                                       per_pair=_t in SPLIT_MIN, tiled_order=_t in TILED_ORDER)  # fmt: skip

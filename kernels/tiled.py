@@ -26,12 +26,24 @@ import numpy as np
 from numba import carray, cfunc, njit
 
 from ..formats.ggml_types import GGMLType as T
+from .amx import config_tiles, release_tiles
 from .dot_rows import dot_float_row, dot_row
 from .inline import inline
 from .quantize_activations import quantize_input
 from .scalar import bf16_to_f32, f32_to_bits
-from .simd import fma, lanes, load_bf16, load_f32, many_registers, splat_f32, store_f32, zeros_f32
+from .simd import (
+    fma,
+    has_tiles,
+    lanes,
+    load_bf16,
+    load_f32,
+    many_registers,
+    splat_f32,
+    store_f32,
+    zeros_f32,
+)
 from .threads import TASK_SIG, keep_alive, parallel_for, pointer, start_pool, task_range
+from .tile_amx import PER_BLOCK, TOKENS, legacy_config
 from .tile_dispatch import (
     acc_load,
     acc_row_total,
@@ -41,12 +53,15 @@ from .tile_dispatch import (
     has_pair_shape,
     has_quad_shape,
     has_row_shape,
+    has_tile_shape,
+    tile_codes_signed,
     tile_dot,
     tile_dot_row,
     tile_dot_unpacked,
     tile_dot_unpacked_gemm,
     tile_dot_unpacked_pair,
     tile_dot_unpacked_quad,
+    tile_rows_tiles,
     tile_unpack,
     tile_unpack_row,
 )
@@ -171,6 +186,29 @@ def block_major(xq32, xd, xs, xsum, wanted):
     return bq, bd, bs, bsum
 
 
+@inline
+def group_major(xq32, xd, xs, n_groups):
+    """The first 16 * n_groups tokens' activations regrouped for the AMX tile rows
+    (tile_amx): (n_groups, n_blocks, 16, ...), so that a group's pass over a tile row reads
+    them in order, each block's 16 x 32 bytes one tile load (block-major, a group's blocks
+    lay a page apart: 128 pages per pass at 4096 weights)."""
+    n_blocks = xd.shape[1]
+    words, n_xs = xq32.shape[1] // n_blocks, xs.shape[1] // n_blocks
+    gq = np.empty((n_groups, n_blocks, TOKENS, words), np.int32)
+    gd = np.empty((n_groups, n_blocks, TOKENS), np.float32)
+    gs = np.empty((n_groups, n_blocks, TOKENS, n_xs), xs.dtype)
+    for g in range(n_groups):
+        for i in range(TOKENS):
+            t = g * TOKENS + i
+            for b in range(n_blocks):
+                for w in range(words):
+                    gq[g, b, i, w] = xq32[t, b * words + w]
+                gd[g, b, i] = xd[t, b]
+                for w in range(n_xs):
+                    gs[g, b, i, w] = xs[t, b * n_xs + w]
+    return gq, gd, gs
+
+
 def batch_task(isa, qtype, xs_dtype):
     """As one_token_task, for many tokens: each tile block is unpacked once into small
     buffers (in L1) and then dotted with every token's activations."""
@@ -188,15 +226,33 @@ def batch_task(isa, qtype, xs_dtype):
         acc = np.empty((n_tok, 32), np.float32)  # a tile's sums per token (acc_load)
         pairs = has_pair_shape(qtype)
         quads = has_quad_shape(qtype) and many_registers(isa)
-        bq, bd, bs, bsum = block_major(xq32, xd, xs, xsum, quads)
+        tiles = has_tile_shape(qtype) and has_tiles(isa) and n_tok >= TOKENS
+        n_tiled = n_tok - n_tok % TOKENS if tiles else 0  # tokens on AMX tiles
+        gq, gd, gs = group_major(xq32, xd, xs, n_tiled // TOKENS)
+        bq, bd, bs, bsum = block_major(xq32, xd, xs, xsum, quads and n_tiled < n_tok)
+        cbuf = np.empty(2 * TOKENS * 16, np.int32)  # tile dots' sums (tile_amx)
+        codes_row = np.empty(n_blocks * PER_BLOCK if tiles else 0, np.int32)  # a tile row,
+        floats_row = np.empty(n_blocks * 32 if tiles else 0, np.float32)  # unpacked
+        if tiles:
+            config_tiles(legacy_config())
         for t in range(first, first + count):
+            if tiles:
+                for b in range(n_blocks):
+                    tile_unpack(qtype, isa, quants, scales, halves, t * n_blocks + b, 0,
+                                codes_row[b * PER_BLOCK:], groups_buf, floats_row[b * 32:])  # fmt: skip
+                tile_codes_signed(qtype, codes_row)
+                for g in range(n_tiled // TOKENS):
+                    tile_rows_tiles(qtype, isa, codes_row, floats_row, gq[g], gd[g], gs[g], cbuf,
+                                    out, g * TOKENS, t * 16)  # fmt: skip
+                if n_tiled == n_tok:
+                    continue
             acc[:] = 0
             for lane0 in range(0, 16, step):
                 for b in range(n_blocks):
                     tb = t * n_blocks + b
                     tile_unpack(qtype, isa, quants, scales, halves, tb, lane0, codes_buf,
                                 groups_buf, floats_buf)  # fmt: skip
-                    tok = 0
+                    tok = n_tiled
                     while quads and tok + QUAD <= n_tok:
                         tile_dot_unpacked_quad(qtype, isa, codes_buf, groups_buf, floats_buf,
                                                bq[b], bd[b], bs[b], bsum[b], acc, tok)  # fmt: skip
@@ -223,9 +279,11 @@ def batch_task(isa, qtype, xs_dtype):
                                                      xsum[tok], facc)  # fmt: skip
                         acc_store(qtype, acc[tok], lane0, facc)
                         tok += 1
-            for tok in range(n_tok):
+            for tok in range(n_tiled, n_tok):
                 for lane0 in range(0, 16, step):
                     store_f32(out[tok], t * 16 + lane0, acc_row_total(qtype, isa, acc[tok], lane0))
+        if tiles:
+            release_tiles()
 
     return task
 

@@ -1,0 +1,107 @@
+"""Sixteen tokens per tile dot: prompt batches on AMX tiles (amx.py), avx512amx path only.
+
+    rows(isa, codes_row, floats_row, gq, gd, gs, cbuf, out, tok, col)
+writes out[tok .. tok + 15, col .. col + 15]: a tile row (16 weight rows, its 32-weight
+blocks unpacked one after the other, PER_BLOCK code words of 16 rows and 2 x 16 floats each)
+times tokens tok .. tok + 15, whose activations come group-major (tiled.group_major: gq[b]
+holds block b's 32 bytes of each of the 16 tokens, gd[b] and gs[b] their scales and sums).
+Per block, those 16 rows of bytes are one tile (A, signed), the block's codes another (B, 8
+rows of the 16 weight rows' 4-byte words), and one tile dot gives all 256 exact integer
+sums (C), stored to cbuf (row = token). Each token then takes the one-token shape's float
+steps on its row of sums (tile_dots.legacy_shape), its accumulator in a register across the
+blocks: the same bits as every other path. Two blocks are in flight on separate tiles
+(tiles are not renamed: a tile dot waits until the previous user of its tiles is done).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba.cpython.unsafe.tuple import tuple_setitem
+
+from .amx import tile_dot_ss, tile_dot_su, tile_load, tile_store, tile_zero
+from .inline import inline, runtime, unrolled
+from .simd import fma, load_f32, load_i32, splat_f32, store_f32, to_f32, zeros_f32
+
+TOKENS = 16  # tokens per tile dot: the rows of tiles A and C
+PER_BLOCK = 8 * 16  # unpacked code words per 32-weight tile block
+C0, A0, B0, C1, A1, B1 = 0, 1, 2, 3, 4, 5  # two blocks in flight
+
+
+@inline
+def legacy_config():
+    """The tile configuration (amx.tile_config's bytes) for 32-weight blocks, built in Numba
+    code: C 16 rows of 64 bytes (16 int32 sums), A 16 rows of 32 bytes (a block of 16
+    tokens' int8 activations), B 8 rows of 64 bytes (the 16 weight rows' 8 code words)."""
+    cfg = np.zeros(64, np.uint8)
+    cfg[0] = 1  # palette 1
+    for t, rows, n_bytes in ((C0, 16, 64), (A0, 16, 32), (B0, 8, 64), (C1, 16, 64),
+                             (A1, 16, 32), (B1, 8, 64)):  # fmt: skip
+        cfg[16 + 2 * t] = n_bytes
+        cfg[48 + t] = rows
+    return cfg
+
+
+@inline
+def sign_codes(codes, n_words, offset):
+    """Unsigned codes stored + offset (a power of two, in every byte of the words) as signed
+    bytes: the offset's bit flipped, then the bits above it set where it is (the two's
+    complement sign extension; each byte's product stays within the byte)."""
+    high = offset * 0x01010101
+    for i in range(n_words):
+        t = codes[i] ^ high
+        codes[i] = t | ((t & high) * (256 // offset - 2))
+
+
+def legacy_tile_rows(offset, has_m):
+    """`rows` (module doc) with tile_dots.legacy_shape's arithmetic. With a code offset (Q4_0's
+    8), sign_codes has taken it off the unpacked codes, so the tile dot is signed by signed
+    (tdpbssd) and its sums need no correction: the same integers, 2 uops a token fewer."""
+
+    @inline
+    def token_step(i, acc, args):  # token i of the group: its sums in row i at cbuf[first]
+        isa, cbuf, first, d, m, xd, xs = args
+        s = load_i32(isa, cbuf, first + 16 * i)
+        f = acc[i]
+        if has_m:
+            f = fma(m, splat_f32(isa, xs[i, 0]), f)
+        return tuple_setitem(acc, i, fma(to_f32(s), d * xd[i], f))
+
+    token_steps = unrolled(token_step, TOKENS)
+    dot = tile_dot_ss if offset else tile_dot_su
+
+    @inline
+    def block_floats(isa, floats_row, b, gd, gs, acc, cbuf, first):
+        d, m = load_f32(isa, floats_row, 32 * b), load_f32(isa, floats_row, 32 * b + 16)
+        return token_steps(runtime(0), acc, (isa, cbuf, first, d, m, gd[b], gs[b]))
+
+    @inline
+    def rows(isa, codes_row, floats_row, gq, gd, gs, cbuf, out, tok, col):
+        n_blocks = gq.shape[0]
+        z = zeros_f32(isa)
+        acc = (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
+        b = 0
+        while b + 2 <= n_blocks:
+            tile_zero(C0)
+            tile_load(A0, gq[b], 0, 32)
+            tile_load(B0, codes_row, PER_BLOCK * b, 64)
+            dot(C0, A0, B0)
+            tile_zero(C1)
+            tile_load(A1, gq[b + 1], 0, 32)
+            tile_load(B1, codes_row, PER_BLOCK * (b + 1), 64)
+            dot(C1, A1, B1)
+            tile_store(C0, cbuf, 0, 64)
+            tile_store(C1, cbuf, 256, 64)
+            acc = block_floats(isa, floats_row, b, gd, gs, acc, cbuf, 0)
+            acc = block_floats(isa, floats_row, b + 1, gd, gs, acc, cbuf, 256)
+            b += 2
+        if b < n_blocks:
+            tile_zero(C0)
+            tile_load(A0, gq[b], 0, 32)
+            tile_load(B0, codes_row, PER_BLOCK * b, 64)
+            dot(C0, A0, B0)
+            tile_store(C0, cbuf, 0, 64)
+            acc = block_floats(isa, floats_row, b, gd, gs, acc, cbuf, 0)
+        for i in range(TOKENS):
+            store_f32(out[tok + i], col, acc[i])
+
+    return rows
