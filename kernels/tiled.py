@@ -43,7 +43,7 @@ from .simd import (
     zeros_f32,
 )
 from .threads import TASK_SIG, keep_alive, parallel_for, pointer, start_pool, task_range
-from .tile_amx import PER_BLOCK, TOKENS, legacy_config
+from .tile_amx import PER_BLOCK, TOKENS, aligned_empty, legacy_config
 from .tile_dispatch import (
     acc_load,
     acc_row_total,
@@ -194,7 +194,8 @@ def group_major(xq32, xd, xs, n_groups):
     lay a page apart: 128 pages per pass at 4096 weights)."""
     n_blocks = xd.shape[1]
     words, n_xs = xq32.shape[1] // n_blocks, xs.shape[1] // n_blocks
-    gq = np.empty((n_groups, n_blocks, TOKENS, words), np.int32)
+    gq = aligned_empty(n_groups * n_blocks * TOKENS * words, np.int32)  # tile loads
+    gq = gq.reshape((n_groups, n_blocks, TOKENS, words))
     gd = np.empty((n_groups, n_blocks, TOKENS), np.float32)
     gs = np.empty((n_groups, n_blocks, TOKENS, n_xs), xs.dtype)
     for g in range(n_groups):
@@ -233,8 +234,8 @@ def batch_task(isa, qtype, xs_dtype):
         n_tiled = n_tok - n_tok % TOKENS if tiles else 0  # tokens on AMX tiles
         gq, gd, gs = group_major(xq32, xd, xs, n_tiled // TOKENS)
         bq, bd, bs, bsum = block_major(xq32, xd, xs, xsum, quads and n_tiled < n_tok)
-        cbuf = np.empty(2 * TOKENS * 16, np.int32)  # tile dots' sums (tile_amx)
-        codes_row = np.empty(n_blocks * PER_BLOCK if tiles else 0, np.int32)  # a tile row,
+        cbuf = aligned_empty(2 * TOKENS * 16, np.int32)  # tile dots' sums (tile_amx)
+        codes_row = aligned_empty(n_blocks * PER_BLOCK if tiles else 0, np.int32)  # a tile row,
         floats_row = np.empty(n_blocks * 32 if tiles else 0, np.float32)  # unpacked
         if tiles:
             config_tiles(legacy_config())
