@@ -338,12 +338,6 @@ def _tile_rows_tiles(qtype, isa, codes_row, floats_row, gq, gd, gs, cbuf, out, t
         fn(isa, codes_row, floats_row, gq, gd, gs, cbuf, out, tok, col)
 
     return impl
-    fn = DOTS_TILES[qtype.value]
-
-    def impl(qtype, isa, codes_buf, floats_buf, xq, xd, xs, xsum, acc, tok, n_groups, cbuf):
-        fn(isa, codes_buf, floats_buf, xq, xd, xs, xsum, acc, tok, n_groups, cbuf)
-
-    return impl
 
 
 def tile_dot_unpacked_quad(qtype, isa, codes_buf, groups_buf, floats_buf, xq, xd, xs, xsum, acc,
