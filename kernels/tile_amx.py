@@ -1,6 +1,6 @@
 """Sixteen tokens per tile dot: prompt batches on AMX tiles (amx.py), avx512amx path only.
 
-    rows(isa, codes_row, floats_row, gq, gd, gs, cbuf, out, tok, col)
+    rows(isa, codes_row, groups_row, floats_row, gq, gd, gs, gsum, cbuf, fbuf, out, tok, col)
 writes out[tok .. tok + 15, col .. col + 15]: a tile row (16 weight rows, its 32-weight
 blocks unpacked one after the other, PER_BLOCK code words of 16 rows and 2 x 16 floats each)
 times tokens tok .. tok + 15, whose activations come group-major (tiled.group_major: gq[b]
@@ -20,10 +20,22 @@ from numba.cpython.unsafe.tuple import tuple_setitem
 
 from .amx import tile_dot_ss, tile_dot_su, tile_load, tile_store, tile_zero
 from .inline import inline, runtime, unrolled
-from .simd import fma, load_f32, load_i32, splat_f32, store_f32, to_f32, zeros_f32
+from .simd import (
+    fma,
+    load_f32,
+    load_i32,
+    splat_f32,
+    splat_i32,
+    store_f32,
+    to_f32,
+    zeros_f32,
+    zeros_i32,
+)
+from .simd_dot import dot_i16
 
 TOKENS = 16  # tokens per tile dot: the rows of tiles A and C
 PER_BLOCK = 8 * 16  # unpacked code words per 32-weight tile block
+LOW16 = np.int32(0xFFFF)
 C0, A0, B0, C1, A1, B1 = 0, 1, 2, 3, 4, 5  # two blocks in flight
 
 
@@ -85,7 +97,7 @@ def legacy_tile_rows(offset, has_m):
         return token_steps(runtime(0), acc, (isa, cbuf, first, d, m, gd[b], gs[b]))
 
     @inline
-    def rows(isa, codes_row, floats_row, gq, gd, gs, cbuf, out, tok, col):
+    def rows(isa, codes_row, groups_row, floats_row, gq, gd, gs, gsum, cbuf, fbuf, out, tok, col):
         n_blocks = gq.shape[0]
         z = zeros_f32(isa)
         acc = (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
@@ -113,5 +125,61 @@ def legacy_tile_rows(offset, has_m):
             acc = block_floats(isa, floats_row, b, gd, gs, acc, cbuf, 0)
         for i in range(TOKENS):
             store_f32(out[tok + i], col, acc[i])
+
+    return rows
+
+
+def q4_k_tile_rows():
+    """`rows` (module doc) for Q4_K super-blocks in the order of llama.cpp's repacked gemm
+    (tile_quads.kquant_quad_shape with split_min and per_pair): per pair of 32-weight
+    groups, one tile dot each (A: the group's 32 bytes of each token, 256 bytes apart in
+    the group-major rows); per token, the integer sum of scale * group sum and of min *
+    activation sum (gsum: the group's two 16-weight sums as int16 halves, one vpdpwssd),
+    then each to float into its own sum, f in a register, the minimum's fm in fbuf
+    (16 tokens x 16 rows); the rows are f - fm. Extra arguments: the unpacked scales and
+    mins (groups_row, 512 words per super-block) and gsum, fbuf."""
+
+    @inline
+    def token_step(i, acc, args):
+        isa, cbuf, fbuf, s0, s1, mp0, mp1, d, dm, xd, gsum, g0 = args
+        isum = load_i32(isa, cbuf, 16 * i) * s0 + load_i32(isa, cbuf, 256 + 16 * i) * s1
+        msum = dot_i16(isa, zeros_i32(isa), mp0, splat_i32(isa, gsum[i, g0]))
+        msum = dot_i16(isa, msum, mp1, splat_i32(isa, gsum[i, g0 + 1]))
+        fm = fma(to_f32(msum), dm * xd[i], load_f32(isa, fbuf, 16 * i))
+        store_f32(fbuf, 16 * i, fm)
+        return tuple_setitem(acc, i, fma(to_f32(isum), d * xd[i], acc[i]))
+
+    token_steps = unrolled(token_step, TOKENS)
+
+    @inline
+    def rows(isa, codes_row, groups_row, floats_row, gq, gd, gs, gsum, cbuf, fbuf, out, tok, col):
+        n_blocks = gq.shape[0]
+        z = zeros_f32(isa)
+        acc = (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
+        for i in range(TOKENS):
+            store_f32(fbuf, 16 * i, z)
+        for b in range(n_blocks):
+            d, dm = load_f32(isa, floats_row, 32 * b), load_f32(isa, floats_row, 32 * b + 16)
+            for j in range(4):  # group pairs 2j, 2j + 1
+                g0 = 2 * j
+                tile_zero(C0)
+                tile_load(A0, gq[b], 8 * g0, 256)
+                tile_load(B0, codes_row, 1024 * b + 128 * g0, 64)
+                tile_dot_su(C0, A0, B0)
+                tile_zero(C1)
+                tile_load(A1, gq[b], 8 * g0 + 8, 256)
+                tile_load(B1, codes_row, 1024 * b + 128 * g0 + 128, 64)
+                tile_dot_su(C1, A1, B1)
+                tile_store(C0, cbuf, 0, 64)
+                tile_store(C1, cbuf, 256, 64)
+                s0 = load_i32(isa, groups_row, 512 * b + 16 * g0)
+                s1 = load_i32(isa, groups_row, 512 * b + 16 * g0 + 16)
+                m0 = load_i32(isa, groups_row, 512 * b + 256 + 16 * g0)
+                m1 = load_i32(isa, groups_row, 512 * b + 256 + 16 * g0 + 16)
+                mp0, mp1 = (m0 & LOW16) | (m0 << 16), (m1 & LOW16) | (m1 << 16)
+                args = (isa, cbuf, fbuf, s0, s1, mp0, mp1, d, dm, gd[b], gsum[b], g0)
+                acc = token_steps(runtime(0), acc, args)
+        for i in range(TOKENS):
+            store_f32(out[tok + i], col, acc[i] - load_f32(isa, fbuf, 16 * i))
 
     return rows

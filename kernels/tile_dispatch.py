@@ -27,6 +27,7 @@ from .tile_dots import (
     ROW_UNPACKERS,
     SPLIT_MIN,
     SPLIT_SUMS,
+    TILE_ROW_WORDS,
     UNPACKERS,
 )
 
@@ -297,6 +298,21 @@ has_quad_shape = _has_shape(DOTS_QUAD, "Whether qtype's unpacked blocks have a f
 has_tile_shape = _has_shape(DOTS_TILES, "Whether qtype's unpacked blocks have an AMX tile shape.")
 
 
+@intrinsic
+def tile_row_words(typingctx, qtype):
+    """(code words, group words) a tile block of qtype unpacks to for the AMX tile rows
+    (tile_amx), as compile-time constants."""
+    if not isinstance(qtype, StaticType):
+        return None
+    codes, groups = TILE_ROW_WORDS.get(qtype.value, (0, 0))
+
+    def codegen(context, builder, signature, args):
+        return context.make_tuple(builder, signature.return_type,
+                                  [context.get_constant(types.intp, v) for v in (codes, groups)])  # fmt: skip
+
+    return types.UniTuple(types.intp, 2)(qtype), codegen
+
+
 def tile_codes_signed(qtype, codes_row):
     """The unpacked codes of a tile row as the AMX shape reads them (tile_amx.sign_codes
     for types with a code offset)."""
@@ -316,26 +332,47 @@ def _tile_codes_signed(qtype, codes_row):
     return impl
 
 
-def tile_rows_tiles(qtype, isa, codes_row, floats_row, gq, gd, gs, cbuf, out, tok, col):
+def tile_rows_tiles(
+    qtype, isa, codes_row, groups_row, floats_row, gq, gd, gs, gsum, cbuf, fbuf, out, tok, col
+):
     """out[tok .. tok + 15, col .. col + 15] from a whole unpacked tile row on AMX tiles
     (tile_amx.py), the 16 tokens' activations group-major (tiled.group_major)."""
     raise NotImplementedError("only callable from Numba code")
 
 
 @overload(tile_rows_tiles, inline="always")
-def _tile_rows_tiles(qtype, isa, codes_row, floats_row, gq, gd, gs, cbuf, out, tok, col):
+def _tile_rows_tiles(
+    qtype, isa, codes_row, groups_row, floats_row, gq, gd, gs, gsum, cbuf, fbuf, out, tok, col
+):
     if not _known(qtype):
         return None
     if qtype.value not in DOTS_TILES:  # never called (has_tile_shape), but must type
 
-        def impl(qtype, isa, codes_row, floats_row, gq, gd, gs, cbuf, out, tok, col):
+        def impl(
+            qtype,
+            isa,
+            codes_row,
+            groups_row,
+            floats_row,
+            gq,
+            gd,
+            gs,
+            gsum,
+            cbuf,
+            fbuf,
+            out,
+            tok,
+            col,
+        ):
             pass
 
         return impl
     fn = DOTS_TILES[qtype.value]
 
-    def impl(qtype, isa, codes_row, floats_row, gq, gd, gs, cbuf, out, tok, col):
-        fn(isa, codes_row, floats_row, gq, gd, gs, cbuf, out, tok, col)
+    def impl(
+        qtype, isa, codes_row, groups_row, floats_row, gq, gd, gs, gsum, cbuf, fbuf, out, tok, col
+    ):
+        fn(isa, codes_row, groups_row, floats_row, gq, gd, gs, gsum, cbuf, fbuf, out, tok, col)
 
     return impl
 

@@ -46,7 +46,7 @@ from .simd import (
     zeros_i32,
 )
 from .simd_dot import dot_s8s8, dot_u8s8, pdot, pflush, pflush_scaled
-from .tile_amx import legacy_tile_rows
+from .tile_amx import PER_BLOCK, legacy_tile_rows, q4_k_tile_rows
 from .tile_codes import KQUANT_PARTS, LEGACY_PARTS
 from .tile_q2_k import q2_k_vnni_shape
 from .tile_q3_k import q3_k_vnni_shape
@@ -572,6 +572,10 @@ for _t, (_codes, _scales, _offset, _has_m, _signed, _per_flush) in LEGACY_PARTS.
     if _t not in EIGHT_LANE_TYPES:
         DOTS_QUAD[_t] = legacy_quad_shape(_offset, _has_m)
         DOTS_TILES[_t] = legacy_tile_rows(_offset, _has_m)
+DOTS_TILES[T.Q4_K] = q4_k_tile_rows()
+# unpacked words per tile block in a tile row: codes, then scales and mins
+TILE_ROW_WORDS = {**{_t: (PER_BLOCK, 0) for _t in DOTS_TILES}, T.Q4_K: (UNPACKED_CODES,
+                  UNPACKED_GROUPS)}  # fmt: skip
 for _t, (_codes, _group, _scales, _words, _per_flush) in KQUANT_PARTS.items():
     DOTS_QUAD[_t] = kquant_quad_shape(_words, CODE_BITS[_t], split_min=_t in SPLIT_MIN,
                                       per_pair=_t in SPLIT_MIN, tiled_order=_t in TILED_ORDER)  # fmt: skip

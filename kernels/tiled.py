@@ -43,7 +43,7 @@ from .simd import (
     zeros_f32,
 )
 from .threads import TASK_SIG, keep_alive, parallel_for, pointer, start_pool, task_range
-from .tile_amx import PER_BLOCK, TOKENS, aligned_empty, legacy_config
+from .tile_amx import TOKENS, aligned_empty, legacy_config
 from .tile_dispatch import (
     acc_load,
     acc_row_total,
@@ -61,6 +61,7 @@ from .tile_dispatch import (
     tile_dot_unpacked_gemm,
     tile_dot_unpacked_pair,
     tile_dot_unpacked_quad,
+    tile_row_words,
     tile_rows_tiles,
     tile_unpack,
     tile_unpack_row,
@@ -187,7 +188,7 @@ def block_major(xq32, xd, xs, xsum, wanted):
 
 
 @inline
-def group_major(xq32, xd, xs, n_groups):
+def group_major(xq32, xd, xs, xsum, n_groups):
     """The first 16 * n_groups tokens' activations regrouped for the AMX tile rows
     (tile_amx): (n_groups, n_blocks, 16, ...), so that a group's pass over a tile row reads
     them in order, each block's 16 x 32 bytes one tile load (block-major, a group's blocks
@@ -198,6 +199,8 @@ def group_major(xq32, xd, xs, n_groups):
     gq = gq.reshape((n_groups, n_blocks, TOKENS, words))
     gd = np.empty((n_groups, n_blocks, TOKENS), np.float32)
     gs = np.empty((n_groups, n_blocks, TOKENS, n_xs), xs.dtype)
+    n_pairs = 8 if xsum.shape[1] == 16 * n_blocks else 0  # 256-blocks: 16-sums in pairs
+    gsum = np.empty((n_groups, n_blocks, TOKENS, n_pairs), np.int32)
     for g in range(n_groups):
         for i in range(TOKENS):
             t = g * TOKENS + i
@@ -207,7 +210,10 @@ def group_major(xq32, xd, xs, n_groups):
                 gd[g, b, i] = xd[t, b]
                 for w in range(n_xs):
                     gs[g, b, i, w] = xs[t, b * n_xs + w]
-    return gq, gd, gs
+                for j in range(n_pairs):  # |sum| <= 16 * 127: fits int16
+                    lo, hi = xsum[t, b * 16 + 2 * j], xsum[t, b * 16 + 2 * j + 1]
+                    gsum[g, b, i, j] = (lo & 0xFFFF) | (hi << 16)
+    return gq, gd, gs, gsum
 
 
 def batch_task(isa, qtype, xs_dtype):
@@ -232,22 +238,26 @@ def batch_task(isa, qtype, xs_dtype):
         # 32 tokens 757 / 607, 512 tokens 909 / 601)
         tiles = has_tile_shape(qtype) and has_tiles(isa) and n_tok >= 2 * TOKENS
         n_tiled = n_tok - n_tok % TOKENS if tiles else 0  # tokens on AMX tiles
-        gq, gd, gs = group_major(xq32, xd, xs, n_tiled // TOKENS)
+        gq, gd, gs, gsum = group_major(xq32, xd, xs, xsum, n_tiled // TOKENS)
         bq, bd, bs, bsum = block_major(xq32, xd, xs, xsum, quads and n_tiled < n_tok)
         cbuf = aligned_empty(2 * TOKENS * 16, np.int32)  # tile dots' sums (tile_amx)
-        codes_row = aligned_empty(n_blocks * PER_BLOCK if tiles else 0, np.int32)  # a tile row,
-        floats_row = np.empty(n_blocks * 32 if tiles else 0, np.float32)  # unpacked
+        row_codes, row_groups = tile_row_words(qtype)  # a tile row, unpacked:
+        codes_row = aligned_empty(n_blocks * row_codes if tiles else 0, np.int32)
+        groups_row = np.empty(n_blocks * row_groups if tiles else 0, np.int32)
+        floats_row = np.empty(n_blocks * 32 if tiles else 0, np.float32)
+        fbuf = np.empty(TOKENS * 16, np.float32)  # minimums' sums (tile_amx, Q4_K)
         if tiles:
             config_tiles(legacy_config())
         for t in range(first, first + count):
             if tiles:
                 for b in range(n_blocks):
                     tile_unpack(qtype, isa, quants, scales, halves, t * n_blocks + b, 0,
-                                codes_row[b * PER_BLOCK:], groups_buf, floats_row[b * 32:])  # fmt: skip
+                                codes_row[b * row_codes:], groups_row[b * row_groups:],
+                                floats_row[b * 32:])  # fmt: skip
                 tile_codes_signed(qtype, codes_row)
                 for g in range(n_tiled // TOKENS):
-                    tile_rows_tiles(qtype, isa, codes_row, floats_row, gq[g], gd[g], gs[g], cbuf,
-                                    out, g * TOKENS, t * 16)  # fmt: skip
+                    tile_rows_tiles(qtype, isa, codes_row, groups_row, floats_row, gq[g], gd[g],
+                                    gs[g], gsum[g], cbuf, fbuf, out, g * TOKENS, t * 16)  # fmt: skip
                 if n_tiled == n_tok:
                     continue
             acc[:] = 0
