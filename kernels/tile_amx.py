@@ -25,17 +25,13 @@ from .simd import (
     load_f32,
     load_i32,
     splat_f32,
-    splat_i32,
     store_f32,
     to_f32,
     zeros_f32,
-    zeros_i32,
 )
-from .simd_dot import dot_i16
 
 TOKENS = 16  # tokens per tile dot: the rows of tiles A and C
 PER_BLOCK = 8 * 16  # unpacked code words per 32-weight tile block
-LOW16 = np.int32(0xFFFF)
 C0, A0, B0, C1, A1, B1 = 0, 1, 2, 3, 4, 5  # two blocks in flight
 
 
@@ -133,21 +129,23 @@ def q4_k_tile_rows():
     """`rows` (module doc) for Q4_K super-blocks in the order of llama.cpp's repacked gemm
     (tile_quads.kquant_quad_shape with split_min and per_pair): per pair of 32-weight
     groups, one tile dot each (A: the group's 32 bytes of each token, 256 bytes apart in
-    the group-major rows); per token, the integer sum of scale * group sum and of min *
-    activation sum (gsum: the group's two 16-weight sums as int16 halves, one vpdpwssd),
-    then each to float into its own sum, f in a register, the minimum's fm in fbuf
-    (16 tokens x 16 rows); the rows are f - fm. Extra arguments: the unpacked scales and
-    mins (groups_row, 512 words per super-block) and gsum, fbuf."""
+    the group-major rows); per token, the pair's sum of scale * group sum and of min *
+    activation sum, each to float into its own sum (f in a register, the minimum's fm in
+    fbuf, 16 tokens x 16 rows); the rows are f - fm. Those integer sums are formed in float
+    and are exact there, as every term and partial sum stays below 2**24 (a group sum at
+    most 32 * 15 * 127, a scale or min at most 63, an activation sum (gsum, per group, as
+    float) at most 32 * 127): 6 uops a token and pair fewer than vpmulld and vpdpwssd,
+    the same bits. Extra arguments: the unpacked scales and mins (groups_row, 512 words
+    per super-block), gsum and fbuf."""
 
     @inline
     def token_step(i, acc, args):
-        isa, cbuf, fbuf, s0, s1, mp0, mp1, d, dm, xd, gsum, g0 = args
-        isum = load_i32(isa, cbuf, 16 * i) * s0 + load_i32(isa, cbuf, 256 + 16 * i) * s1
-        msum = dot_i16(isa, zeros_i32(isa), mp0, splat_i32(isa, gsum[i, g0]))
-        msum = dot_i16(isa, msum, mp1, splat_i32(isa, gsum[i, g0 + 1]))
-        fm = fma(to_f32(msum), dm * xd[i], load_f32(isa, fbuf, 16 * i))
-        store_f32(fbuf, 16 * i, fm)
-        return tuple_setitem(acc, i, fma(to_f32(isum), d * xd[i], acc[i]))
+        isa, cbuf, fbuf, s0, s1, m0, m1, d, dm, xd, gsum, g0 = args
+        c1 = to_f32(load_i32(isa, cbuf, 256 + 16 * i)) * s1
+        isum = fma(to_f32(load_i32(isa, cbuf, 16 * i)), s0, c1)
+        msum = fma(m0, splat_f32(isa, gsum[i, g0]), m1 * splat_f32(isa, gsum[i, g0 + 1]))
+        store_f32(fbuf, 16 * i, fma(msum, dm * xd[i], load_f32(isa, fbuf, 16 * i)))
+        return tuple_setitem(acc, i, fma(isum, d * xd[i], acc[i]))
 
     token_steps = unrolled(token_step, TOKENS)
 
@@ -172,12 +170,12 @@ def q4_k_tile_rows():
                 tile_dot_su(C1, A1, B1)
                 tile_store(C0, cbuf, 0, 64)
                 tile_store(C1, cbuf, 256, 64)
-                s0 = load_i32(isa, groups_row, 512 * b + 16 * g0)
-                s1 = load_i32(isa, groups_row, 512 * b + 16 * g0 + 16)
-                m0 = load_i32(isa, groups_row, 512 * b + 256 + 16 * g0)
-                m1 = load_i32(isa, groups_row, 512 * b + 256 + 16 * g0 + 16)
-                mp0, mp1 = (m0 & LOW16) | (m0 << 16), (m1 & LOW16) | (m1 << 16)
-                args = (isa, cbuf, fbuf, s0, s1, mp0, mp1, d, dm, gd[b], gsum[b], g0)
+                first = 512 * b + 16 * g0
+                s0 = to_f32(load_i32(isa, groups_row, first))
+                s1 = to_f32(load_i32(isa, groups_row, first + 16))
+                m0 = to_f32(load_i32(isa, groups_row, first + 256))
+                m1 = to_f32(load_i32(isa, groups_row, first + 272))
+                args = (isa, cbuf, fbuf, s0, s1, m0, m1, d, dm, gd[b], gsum[b], g0)
                 acc = token_steps(runtime(0), acc, args)
         for i in range(TOKENS):
             store_f32(out[tok + i], col, acc[i] - load_f32(isa, fbuf, 16 * i))

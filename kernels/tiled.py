@@ -199,8 +199,8 @@ def group_major(xq32, xd, xs, xsum, n_groups):
     gq = gq.reshape((n_groups, n_blocks, TOKENS, words))
     gd = np.empty((n_groups, n_blocks, TOKENS), np.float32)
     gs = np.empty((n_groups, n_blocks, TOKENS, n_xs), xs.dtype)
-    n_pairs = 8 if xsum.shape[1] == 16 * n_blocks else 0  # 256-blocks: 16-sums in pairs
-    gsum = np.empty((n_groups, n_blocks, TOKENS, n_pairs), np.int32)
+    n_pairs = 8 if xsum.shape[1] == 16 * n_blocks else 0  # 256-blocks: sums of 32
+    gsum = np.empty((n_groups, n_blocks, TOKENS, n_pairs), np.float32)
     for g in range(n_groups):
         for i in range(TOKENS):
             t = g * TOKENS + i
@@ -210,9 +210,8 @@ def group_major(xq32, xd, xs, xsum, n_groups):
                 gd[g, b, i] = xd[t, b]
                 for w in range(n_xs):
                     gs[g, b, i, w] = xs[t, b * n_xs + w]
-                for j in range(n_pairs):  # |sum| <= 16 * 127: fits int16
-                    lo, hi = xsum[t, b * 16 + 2 * j], xsum[t, b * 16 + 2 * j + 1]
-                    gsum[g, b, i, j] = (lo & 0xFFFF) | (hi << 16)
+                for j in range(n_pairs):  # exact: |sum| <= 32 * 127
+                    gsum[g, b, i, j] = xsum[t, b * 16 + 2 * j] + xsum[t, b * 16 + 2 * j + 1]
     return gq, gd, gs, gsum
 
 

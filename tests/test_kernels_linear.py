@@ -165,11 +165,12 @@ def test_single_tokens_at_the_largest_partial_sums(name):
 def test_batches_at_the_largest_partial_sums(name):
     """Codes at their maximum against activations at +127 everywhere: the largest integer
     sums a group can make, which the AVX-512 four-token shapes flush through int16 where
-    they fit. Every path must still give the same bits (the others flush in int32)."""
+    they fit, and the AMX tile rows scale in float where they stay below 2**24 (32 tokens
+    on tiles, 8 not). Every path must still give the same bits (the others in int32)."""
     raw = largest_sums_weight(name)
     pw = linear.pack_weight(raw, name, 512)
-    x = np.ones((8, 512), np.float32)
-    x[4:] = -1.0  # and -127 everywhere
+    x = np.ones((40, 512), np.float32)
+    x[::2] = -1.0  # and -127 everywhere
     want = run_matmul(pw, x, ISAS[0])
     exact = x.astype(np.float64) @ ref.dequantize(raw, name, (48, 512)).astype(np.float64).T
     np.testing.assert_allclose(want, exact, rtol=1e-5)
