@@ -16,10 +16,9 @@ blocks: the same bits as every other path. Two blocks are in flight on separate 
 from __future__ import annotations
 
 import numpy as np
-from numba.cpython.unsafe.tuple import tuple_setitem
 
 from .amx import tile_dot_ss, tile_dot_su, tile_load, tile_store, tile_zero
-from .inline import inline, runtime, unrolled
+from .inline import inline
 from .simd import (
     fma,
     load_f32,
@@ -71,56 +70,48 @@ def sign_codes(codes, n_words, offset):
 
 
 def legacy_tile_rows(offset, has_m):
-    """`rows` (module doc) with tile_dots.legacy_shape's arithmetic. With a code offset (Q4_0's
-    8), sign_codes has taken it off the unpacked codes, so the tile dot is signed by signed
-    (tdpbssd) and its sums need no correction: the same integers, 2 uops a token fewer."""
-
-    @inline
-    def token_step(i, acc, args):  # token i of the group: its sums in row i at cbuf[first]
-        isa, cbuf, first, d, m, xd, xs = args
-        s = load_i32(isa, cbuf, first + 16 * i)
-        f = acc[i]
-        if has_m:
-            f = fma(m, splat_f32(isa, xs[i, 0]), f)
-        return tuple_setitem(acc, i, fma(to_f32(s), d * xd[i], f))
-
-    token_steps = unrolled(token_step, TOKENS)
+    """`rows` (module doc) with tile_dots.legacy_shape's arithmetic, the tokens' sums in
+    fbuf (16 tokens x 16 rows). With a code offset (Q4_0's 8), sign_codes has taken it off
+    the unpacked codes, so the tile dot is signed by signed (tdpbssd) and its sums need no
+    correction: the same integers, 2 uops a token fewer."""
     dot = tile_dot_ss if offset else tile_dot_su
 
     @inline
-    def block_floats(isa, floats_row, b, gd, gs, acc, cbuf, first):
+    def block_floats(isa, floats_row, b, gd, gs, cbuf, first, fbuf):
         d, m = load_f32(isa, floats_row, 32 * b), load_f32(isa, floats_row, 32 * b + 16)
-        return token_steps(runtime(0), acc, (isa, cbuf, first, d, m, gd[b], gs[b]))
+        xd, xs = gd[b], gs[b]
+        for i in range(TOKENS):
+            f = load_f32(isa, fbuf, 16 * i)
+            if has_m:
+                f = fma(m, splat_f32(isa, xs[i, 0]), f)
+            s = load_i32(isa, cbuf, first + 16 * i)
+            store_f32(fbuf, 16 * i, fma(to_f32(s), d * xd[i], f))
 
     @inline
     def rows(isa, codes_row, groups_row, floats_row, gq, gd, gs, gsum, cbuf, fbuf, out, tok, col):
         n_blocks = gq.shape[0]
         z = zeros_f32(isa)
-        acc = (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
-        b = 0
-        while b + 2 <= n_blocks:
-            tile_zero(C0)
-            tile_load(A0, gq[b], 0, 32)
-            tile_load(B0, codes_row, PER_BLOCK * b, 64)
-            dot(C0, A0, B0)
-            tile_zero(C1)
-            tile_load(A1, gq[b + 1], 0, 32)
-            tile_load(B1, codes_row, PER_BLOCK * (b + 1), 64)
-            dot(C1, A1, B1)
-            tile_store(C0, cbuf, 0, 64)
-            tile_store(C1, cbuf, 256, 64)
-            acc = block_floats(isa, floats_row, b, gd, gs, acc, cbuf, 0)
-            acc = block_floats(isa, floats_row, b + 1, gd, gs, acc, cbuf, 256)
-            b += 2
-        if b < n_blocks:
-            tile_zero(C0)
-            tile_load(A0, gq[b], 0, 32)
-            tile_load(B0, codes_row, PER_BLOCK * b, 64)
-            dot(C0, A0, B0)
-            tile_store(C0, cbuf, 0, 64)
-            acc = block_floats(isa, floats_row, b, gd, gs, acc, cbuf, 0)
         for i in range(TOKENS):
-            store_f32(out[tok + i], col, acc[i])
+            store_f32(fbuf, 16 * i, z)
+        for b in range(0, n_blocks, 2):
+            two = b + 1 < n_blocks  # (an odd last block alone)
+            tile_zero(C0)
+            tile_load(A0, gq[b], 0, 32)
+            tile_load(B0, codes_row, PER_BLOCK * b, 64)
+            dot(C0, A0, B0)
+            if two:
+                tile_zero(C1)
+                tile_load(A1, gq[b + 1], 0, 32)
+                tile_load(B1, codes_row, PER_BLOCK * (b + 1), 64)
+                dot(C1, A1, B1)
+            tile_store(C0, cbuf, 0, 64)
+            if two:
+                tile_store(C1, cbuf, 256, 64)
+            block_floats(isa, floats_row, b, gd, gs, cbuf, 0, fbuf)
+            if two:
+                block_floats(isa, floats_row, b + 1, gd, gs, cbuf, 256, fbuf)
+        for i in range(TOKENS):
+            store_f32(out[tok + i], col, load_f32(isa, fbuf, 16 * i))
 
     return rows
 
@@ -130,34 +121,24 @@ def q4_k_tile_rows():
     (tile_quads.kquant_quad_shape with split_min and per_pair): per pair of 32-weight
     groups, one tile dot each (A: the group's 32 bytes of each token, 256 bytes apart in
     the group-major rows); per token, the pair's sum of scale * group sum and of min *
-    activation sum, each to float into its own sum (f in a register, the minimum's fm in
-    fbuf, 16 tokens x 16 rows); the rows are f - fm. Those integer sums are formed in float
-    and are exact there, as every term and partial sum stays below 2**24 (a group sum at
-    most 32 * 15 * 127, a scale or min at most 63, an activation sum (gsum, per group, as
-    float) at most 32 * 127): 6 uops a token and pair fewer than vpmulld and vpdpwssd,
-    the same bits. Extra arguments: the unpacked scales and mins (groups_row, 512 words
-    per super-block), gsum and fbuf."""
-
-    @inline
-    def token_step(i, acc, args):
-        isa, cbuf, fbuf, s0, s1, m0, m1, d, dm, xd, gsum, g0 = args
-        c1 = to_f32(load_i32(isa, cbuf, 256 + 16 * i)) * s1
-        isum = fma(to_f32(load_i32(isa, cbuf, 16 * i)), s0, c1)
-        msum = fma(m0, splat_f32(isa, gsum[i, g0]), m1 * splat_f32(isa, gsum[i, g0 + 1]))
-        store_f32(fbuf, 16 * i, fma(msum, dm * xd[i], load_f32(isa, fbuf, 16 * i)))
-        return tuple_setitem(acc, i, fma(isum, d * xd[i], acc[i]))
-
-    token_steps = unrolled(token_step, TOKENS)
+    activation sum, each to float into its own sum (f and the minimum's fm in fbuf, 16
+    tokens x 32 floats); the rows are f - fm. Those integer sums are formed in float and
+    are exact there, as every term and partial sum stays below 2**24 (a group sum at most
+    32 * 15 * 127, a scale or min at most 63, an activation sum (gsum, per group, as float)
+    at most 32 * 127): 6 uops a token and pair fewer than vpmulld and vpdpwssd, the same
+    bits. Extra arguments: the unpacked scales and mins (groups_row, 512 words per
+    super-block), gsum and fbuf."""
 
     @inline
     def rows(isa, codes_row, groups_row, floats_row, gq, gd, gs, gsum, cbuf, fbuf, out, tok, col):
         n_blocks = gq.shape[0]
         z = zeros_f32(isa)
-        acc = (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
         for i in range(TOKENS):
-            store_f32(fbuf, 16 * i, z)
+            store_f32(fbuf, 32 * i, z)
+            store_f32(fbuf, 32 * i + 16, z)
         for b in range(n_blocks):
             d, dm = load_f32(isa, floats_row, 32 * b), load_f32(isa, floats_row, 32 * b + 16)
+            xd, sums = gd[b], gsum[b]
             for j in range(4):  # group pairs 2j, 2j + 1
                 g0 = 2 * j
                 tile_zero(C0)
@@ -175,9 +156,18 @@ def q4_k_tile_rows():
                 s1 = to_f32(load_i32(isa, groups_row, first + 16))
                 m0 = to_f32(load_i32(isa, groups_row, first + 256))
                 m1 = to_f32(load_i32(isa, groups_row, first + 272))
-                args = (isa, cbuf, fbuf, s0, s1, m0, m1, d, dm, gd[b], gsum[b], g0)
-                acc = token_steps(runtime(0), acc, args)
+                for i in range(TOKENS):
+                    c1 = to_f32(load_i32(isa, cbuf, 256 + 16 * i)) * s1
+                    isum = fma(to_f32(load_i32(isa, cbuf, 16 * i)), s0, c1)
+                    msum = fma(
+                        m0, splat_f32(isa, sums[i, g0]), m1 * splat_f32(isa, sums[i, g0 + 1])
+                    )
+                    store_f32(fbuf, 32 * i, fma(isum, d * xd[i], load_f32(isa, fbuf, 32 * i)))
+                    fm = fma(msum, dm * xd[i], load_f32(isa, fbuf, 32 * i + 16))
+                    store_f32(fbuf, 32 * i + 16, fm)
         for i in range(TOKENS):
-            store_f32(out[tok + i], col, acc[i] - load_f32(isa, fbuf, 16 * i))
+            store_f32(
+                out[tok + i], col, load_f32(isa, fbuf, 32 * i) - load_f32(isa, fbuf, 32 * i + 16)
+            )
 
     return rows

@@ -244,7 +244,7 @@ def batch_task(isa, qtype, xs_dtype):
         codes_row = aligned_empty(n_blocks * row_codes if tiles else 0, np.int32)
         groups_row = np.empty(n_blocks * row_groups if tiles else 0, np.int32)
         floats_row = np.empty(n_blocks * 32 if tiles else 0, np.float32)
-        fbuf = np.empty(TOKENS * 16, np.float32)  # minimums' sums (tile_amx, Q4_K)
+        fbuf = np.empty(TOKENS * 32, np.float32)  # tokens' sums (tile_amx, Q4_K)
         if tiles:
             config_tiles(legacy_config())
         for t in range(first, first + count):
