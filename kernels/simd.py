@@ -118,31 +118,31 @@ def lanes(typingctx, isa):
     return types.intp(isa), codegen
 
 
-@intrinsic
-def many_registers(typingctx, isa):
-    """Whether isa has 32 vector registers and int32 partial sums (AVX-512 VNNI), as a
-    compile-time constant: the shapes that keep four tokens in flight need both."""
-    name, n = _isa_lanes(isa)
-    if name is None:
-        return None
+def _isa_flag(doc: str, names: tuple[str, ...]):
+    """An intrinsic flag(isa): whether the isa token is one of `names`, a compile-time
+    constant."""
 
-    def codegen(context, builder, signature, args):
-        return context.get_constant(types.boolean, name in VNNI_NAMES)
+    @intrinsic
+    def flag(typingctx, isa):
+        name, _ = _isa_lanes(isa)
+        if name is None:
+            return None
 
-    return types.boolean(isa), codegen
+        def codegen(context, builder, signature, args):
+            return context.get_constant(types.boolean, name in names)
+
+        return types.boolean(isa), codegen
+
+    flag.__doc__ = doc
+    return flag
 
 
-@intrinsic
-def has_tiles(typingctx, isa):
-    """Whether isa multiplies prompt batches on AMX tiles (amx.py), a compile-time constant."""
-    name, n = _isa_lanes(isa)
-    if name is None:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return context.get_constant(types.boolean, name == AVX512_AMX)
-
-    return types.boolean(isa), codegen
+many_registers = _isa_flag(
+    "Whether isa has 32 vector registers and int32 partial sums (AVX-512 VNNI): the shapes "
+    "that keep four tokens in flight need both.",
+    VNNI_NAMES,
+)
+has_tiles = _isa_flag("Whether isa multiplies prompt batches on AMX tiles (amx.py).", (AVX512_AMX,))
 
 
 def _loader(doc, result, convert):
