@@ -17,7 +17,6 @@ import ctypes
 import functools
 import sys
 
-import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -43,16 +42,6 @@ def request_tiles() -> bool:
         return False
 
 
-def tile_config(shapes: dict[int, tuple[int, int]]) -> np.ndarray:
-    """The 64-byte configuration (palette 1) giving tile t `rows` rows of `colsb` bytes."""
-    cfg = np.zeros(64, np.uint8)
-    cfg[0] = 1
-    colsb, rows = cfg[16:48].view(np.uint16), cfg[48:64]
-    for t, (n_rows, n_bytes) in shapes.items():
-        rows[t], colsb[t] = n_rows, n_bytes
-    return cfg
-
-
 def _call(builder, name, args):
     fnty = ir.FunctionType(ir.VoidType(), [a.type for a in args])
     builder.call(cgutils.get_or_insert_function(builder.module, fnty, name), args)
@@ -72,7 +61,8 @@ def _tile_numbers(*tiles):
 
 @intrinsic
 def config_tiles(typingctx, cfg):
-    """Load a tile configuration (tile_config's bytes) for this thread."""
+    """Load a tile configuration for this thread: 64 bytes, palette 1 (byte 0), bytes per
+    row of tile t as uint16 at byte 16 + 2t, rows of tile t at byte 48 + t."""
 
     def codegen(context, builder, signature, args):
         start = context.get_constant(types.intp, 0)

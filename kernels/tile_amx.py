@@ -45,8 +45,8 @@ def aligned_empty(n, dtype):
 
 
 @inline
-def legacy_config():
-    """The tile configuration (amx.tile_config's bytes) for 32-weight blocks, built in Numba
+def rows_config():
+    """The tile configuration (amx.config_tiles' bytes) of the tile rows, built in Numba
     code: C 16 rows of 64 bytes (16 int32 sums), A 16 rows of 32 bytes (a block of 16
     tokens' int8 activations), B 8 rows of 64 bytes (the 16 weight rows' 8 code words)."""
     cfg = np.zeros(64, np.uint8)

@@ -43,7 +43,7 @@ from .simd import (
     zeros_f32,
 )
 from .threads import TASK_SIG, keep_alive, parallel_for, pointer, start_pool, task_range
-from .tile_amx import TOKENS, aligned_empty, legacy_config
+from .tile_amx import TOKENS, aligned_empty, rows_config
 from .tile_dispatch import (
     acc_load,
     acc_row_total,
@@ -246,7 +246,7 @@ def batch_task(isa, qtype, xs_dtype):
         floats_row = np.empty(n_blocks * 32 if tiles else 0, np.float32)
         fbuf = np.empty(TOKENS * 32, np.float32)  # tokens' sums (tile_amx, Q4_K)
         if tiles:
-            config_tiles(legacy_config())
+            config_tiles(rows_config())
         for t in range(first, first + count):
             if tiles:
                 for b in range(n_blocks):
