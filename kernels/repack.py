@@ -343,5 +343,7 @@ def untile_rows(n_tiled_rows, n_blocks, block_bytes, quants, scales, halves, tab
         row = ids[i]
         if row < n_tiled_rows:
             untile_row(quants, scales, halves, n_blocks, table, row, block_bytes, dst[i])
-        else:
-            dst[i] = tail[row - n_tiled_rows]
+        else:  # element by element: a row slice assignment compiles Numba's shape-error
+            # formatting, 0.6 s
+            for k in range(dst.shape[1]):
+                dst[i, k] = tail[row - n_tiled_rows, k]

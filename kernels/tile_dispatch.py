@@ -12,7 +12,7 @@ from __future__ import annotations
 from numba import types
 from numba.extending import intrinsic, overload
 
-from .simd import load_f32, store_f32, zeros_f32
+from .simd import _isa_lanes, load_f32, store_f32, zeros_f32
 from .static import StaticType
 from .tile_amx import sign_codes
 from .tile_dots import (
@@ -29,6 +29,7 @@ from .tile_dots import (
     SPLIT_SUMS,
     TILE_ROW_WORDS,
     UNPACKERS,
+    VnniOr,
 )
 
 # qtype is a static token: each call site compiles only that type's code
@@ -66,6 +67,11 @@ def _tile_dot(qtype, isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc):
     if not _known(qtype):
         return None
     fn = DOTS[qtype.value]
+    if isinstance(fn, VnniOr):
+        isa_name, _ = _isa_lanes(isa)
+        if isa_name is None:
+            return None
+        fn = fn.pick(isa_name)
 
     def impl(qtype, isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc):
         return fn(isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc)

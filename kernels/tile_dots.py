@@ -22,6 +22,9 @@ unpacking is paid once per block instead of once per token.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -29,6 +32,7 @@ from . import type_ids as T
 from .inline import inline, runtime, unrolled
 from .repack import LAYOUTS
 from .simd import (
+    VNNI_NAMES,
     fma,
     lanes,
     load_f32,
@@ -485,16 +489,15 @@ def row_block_scales(isa, floats_row, b, lane0):
             load_f32(isa, floats_row, b * ROW_FLOATS + 16 + lane0))  # fmt: skip
 
 
-def vnni_or(vnni_dot, plain_dot):
-    """A dot that compiles vnni_dot on AVX-512 VNNI and plain_dot on the other paths."""
+class VnniOr(NamedTuple):
+    """A one-token dot with an AVX-512 VNNI shape and one for the other paths: the dispatch
+    (tile_dispatch.tile_dot) picks one as it types the call, so only that one compiles."""
 
-    @inline
-    def dot(isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc):
-        if many_registers(isa):
-            return vnni_dot(isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc)
-        return plain_dot(isa, qs, sc, dh, tb, lane0, b, xq, xd, xs, xsum, facc)
+    vnni: Callable
+    plain: Callable
 
-    return dot
+    def pick(self, isa_name: str) -> Callable:
+        return self.vnni if isa_name in VNNI_NAMES else self.plain
 
 
 DOTS, DOTS_UNPACKED, UNPACKERS = {}, {}, {}
@@ -548,10 +551,10 @@ for _t, (_codes, _group, _scales, _words, _per_flush) in KQUANT_PARTS.items():
                             n_halves=N_HALVES[_t])  # fmt: skip
     if _t == T.Q2_K:
         _q2 = q2_k_vnni_shape(_scales, QUANT_WORDS[_t], PREFETCH_WORDS, prefetch_sides)
-        DOTS[_t] = vnni_or(_q2, DOTS[_t])
+        DOTS[_t] = VnniOr(_q2, DOTS[_t])
     if _t == T.Q3_K:
         _q3 = q3_k_vnni_shape(_scales, QUANT_WORDS[_t], PREFETCH_WORDS, prefetch_sides)
-        DOTS[_t] = vnni_or(_q3, DOTS[_t])
+        DOTS[_t] = VnniOr(_q3, DOTS[_t])
     DOTS_UNPACKED[_t] = kquant_shape(unpacked_codes_reader(_words), unpacked_group,
                                      unpacked_block_scales, _words, _per_flush, 0, _split)  # fmt: skip
     DOTS_UNPACKED_GEMM[_t] = kquant_shape(unpacked_codes_reader(_words), unpacked_group,

@@ -32,6 +32,7 @@ from .inline import inline
 from .quantize_activations import quantize_input
 from .scalar import bf16_to_f32, f32_to_bits
 from .simd import (
+    VNNI_NAMES,
     fma,
     has_tiles,
     lanes,
@@ -66,7 +67,14 @@ from .tile_dispatch import (
     tile_unpack,
     tile_unpack_row,
 )
-from .tile_dots import ROW_CODES, ROW_FLOATS, UNPACKED_CODES, UNPACKED_FLOATS, UNPACKED_GROUPS
+from .tile_dots import (
+    DOTS_QUAD,
+    ROW_CODES,
+    ROW_FLOATS,
+    UNPACKED_CODES,
+    UNPACKED_FLOATS,
+    UNPACKED_GROUPS,
+)
 from .tile_quads import QUAD
 
 FLOAT_F32, FLOAT_BF16 = 0, 2  # (F16 weights: rows_f16.py)
@@ -218,6 +226,9 @@ def group_major(xq32, xd, xs, xsum, n_groups):
 def batch_task(isa, qtype, xs_dtype):
     """As one_token_task, for many tokens: each tile block is unpacked once into small
     buffers (in L1) and then dotted with every token's activations."""
+    # where four-token shapes run, they take every token below n_gemm, and the gemm-order
+    # single-token dot is never reached: as a closure constant, Numba prunes it unread
+    gemm_singles = not (qtype.value in DOTS_QUAD and isa.value[0] in VNNI_NAMES)
 
     @cfunc(TASK_SIG, cache=True)
     def task(args, dims, steps, data):
@@ -282,7 +293,7 @@ def batch_task(isa, qtype, xs_dtype):
                         tok += 2
                     while tok < n_tok:  # types without a pair shape, and an odd last token
                         facc = acc_load(qtype, isa, acc[tok], lane0)
-                        if tok < n_gemm:
+                        if gemm_singles and tok < n_gemm:
                             facc = tile_dot_unpacked_gemm(qtype, isa, codes_buf, groups_buf,
                                                           floats_buf, lane0, b, xq32[tok], xd[tok],
                                                           xs[tok], xsum[tok], facc)  # fmt: skip
