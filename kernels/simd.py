@@ -362,6 +362,29 @@ def ashr(typingctx, v, k):
     return v(v, types.intp), codegen
 
 
+@intrinsic
+def copy_elements(typingctx, dst, dst_start, src, src_start, n):
+    """dst[dst_start:dst_start + n] = src[src_start:src_start + n], one memcpy, for 1-D
+    C-contiguous arrays of one dtype; no bounds checks. An element loop is vectorized with
+    runtime checks and epilogues: regrouping a batch's activations (tiled.group_major) took
+    LLVM ~0.7 s to compile that way."""
+    arrays = (dst, src)
+    if not all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in arrays):
+        return None
+    if dst.dtype != src.dtype or not dst.mutable:
+        return None
+
+    def codegen(context, builder, signature, args):
+        d, d0, s, s0, count = args
+        elem = context.get_data_type(dst.dtype)
+        to = _element_ptr(context, builder, dst, d, d0, elem)
+        frm = _element_ptr(context, builder, src, s, s0, elem)
+        cgutils.raw_memcpy(builder, to, frm, count, context.get_abi_sizeof(elem))
+        return context.get_dummy_value()
+
+    return types.none(dst, types.intp, src, types.intp, types.intp), codegen
+
+
 # ---------------------------------------------------------------- lane-wise operators
 # Registered as typing templates + lowerings (no helper functions to compile): a vector with
 # a vector of its type, or with a scalar that is splatted; `>>` on integers is logical.

@@ -33,6 +33,7 @@ from .quantize_activations import quantize_input
 from .scalar import bf16_to_f32, f32_to_bits
 from .simd import (
     VNNI_NAMES,
+    copy_elements,
     fma,
     has_tiles,
     lanes,
@@ -171,20 +172,21 @@ def block_major(xq32, xd, xs, xsum, wanted):
     words, n_xs, n_sums = xq32.shape[1] // n_blocks, xs.shape[1] // n_blocks, xsum.shape[1]
     n_sums //= n_blocks
     paired = n_sums == 16
+    n_out_sums = n_sums // 2 if paired else n_sums
     if not wanted:
         n_tok = n_blocks = 0
-    bq = np.empty((n_blocks, n_tok, words), np.int32)
+    bq = np.empty(n_blocks * n_tok * words, np.int32)  # flat, then shaped (n_blocks, n_tok, ..)
     bd = np.empty((n_blocks, n_tok), np.float32)
-    bs = np.empty((n_blocks, n_tok, n_xs), xs.dtype)
-    bsum = np.empty((n_blocks, n_tok, n_sums // 2 if paired else n_sums), np.int32)
-    for t in range(n_tok):  # element loops: per-block slice copies took 2.6 ms, not 1.0
-        # (512 tokens x 4096, Q8_0 blocks), in every thread of every prompt matmul
+    bs = np.empty(n_blocks * n_tok * n_xs, xs.dtype)
+    bsum = np.empty((n_blocks, n_tok, n_out_sums), np.int32)
+    q, s = xq32.ravel(), xs.ravel()
+    for t in range(n_tok):  # per element or memcpy, not slice copies: those took 2.6 ms, not
+        # 1.0 (512 tokens x 4096, Q8_0 blocks), in every thread of every prompt matmul
         for b in range(n_blocks):
-            for i in range(words):
-                bq[b, t, i] = xq32[t, b * words + i]
+            k = b * n_tok + t
+            copy_elements(bq, k * words, q, (t * n_blocks + b) * words, words)
+            copy_elements(bs, k * n_xs, s, (t * n_blocks + b) * n_xs, n_xs)
             bd[b, t] = xd[t, b]
-            for i in range(n_xs):
-                bs[b, t, i] = xs[t, b * n_xs + i]
             if paired:
                 for j in range(8):  # |sum| <= 16 * 127: fits int16
                     lo, hi = xsum[t, b * 16 + 2 * j], xsum[t, b * 16 + 2 * j + 1]
@@ -192,7 +194,7 @@ def block_major(xq32, xd, xs, xsum, wanted):
             else:
                 for i in range(n_sums):
                     bsum[b, t, i] = xsum[t, b * n_sums + i]
-    return bq, bd, bs, bsum
+    return bq.reshape((n_blocks, n_tok, words)), bd, bs.reshape((n_blocks, n_tok, n_xs)), bsum
 
 
 @inline
@@ -203,24 +205,25 @@ def group_major(xq32, xd, xs, xsum, n_groups):
     lay a page apart: 128 pages per pass at 4096 weights)."""
     n_blocks = xd.shape[1]
     words, n_xs = xq32.shape[1] // n_blocks, xs.shape[1] // n_blocks
-    gq = aligned_empty(n_groups * n_blocks * TOKENS * words, np.int32)  # tile loads
-    gq = gq.reshape((n_groups, n_blocks, TOKENS, words))
-    gd = np.empty((n_groups, n_blocks, TOKENS), np.float32)
-    gs = np.empty((n_groups, n_blocks, TOKENS, n_xs), xs.dtype)
     n_pairs = 8 if xsum.shape[1] == 16 * n_blocks else 0  # 256-blocks: sums of 32
-    gsum = np.empty((n_groups, n_blocks, TOKENS, n_pairs), np.float32)
-    for g in range(n_groups):
-        for i in range(TOKENS):
-            t = g * TOKENS + i
-            for b in range(n_blocks):
-                for w in range(words):
-                    gq[g, b, i, w] = xq32[t, b * words + w]
-                gd[g, b, i] = xd[t, b]
-                for w in range(n_xs):
-                    gs[g, b, i, w] = xs[t, b * n_xs + w]
-                for j in range(n_pairs):  # exact: |sum| <= 32 * 127
-                    gsum[g, b, i, j] = xsum[t, b * 16 + 2 * j] + xsum[t, b * 16 + 2 * j + 1]
-    return gq, gd, gs, gsum
+    n = n_groups * n_blocks * TOKENS  # flat, then shaped (n_groups, n_blocks, TOKENS, ..)
+    gq = aligned_empty(n * words, np.int32)  # tile loads
+    gd = np.empty(n, np.float32)
+    gs = np.empty(n * n_xs, xs.dtype)
+    gsum = np.empty((n, n_pairs), np.float32)
+    q, s = xq32.ravel(), xs.ravel()
+    for t in range(n_groups * TOKENS):
+        g, i = t // TOKENS, t % TOKENS
+        for b in range(n_blocks):
+            k = (g * n_blocks + b) * TOKENS + i
+            copy_elements(gq, k * words, q, (t * n_blocks + b) * words, words)
+            copy_elements(gs, k * n_xs, s, (t * n_blocks + b) * n_xs, n_xs)
+            gd[k] = xd[t, b]
+            for j in range(n_pairs):  # exact: |sum| <= 32 * 127
+                gsum[k, j] = xsum[t, b * 16 + 2 * j] + xsum[t, b * 16 + 2 * j + 1]
+    shape = (n_groups, n_blocks, TOKENS)
+    return (gq.reshape(shape + (words,)), gd.reshape(shape), gs.reshape(shape + (n_xs,)),
+            gsum.reshape(shape + (n_pairs,)))  # fmt: skip
 
 
 def batch_task(isa, qtype, xs_dtype):
