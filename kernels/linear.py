@@ -40,6 +40,7 @@ from .tiled import (
     float_tile_task,
     linear_float,
     linear_tail,
+    quantize_task,
     run_block_tiles,
 )
 
@@ -210,8 +211,8 @@ def matmul(w: PackedWeight, x: np.ndarray, out: np.ndarray, isa: str | None = No
             task = _one_token_task(t, token, w.qtype_token)
         else:
             task = block_task(BATCH, token, w.qtype_token)
-        _run_block_tiles(w.input_token, task, w.input_token, w.n_tiles, w.quants, w.scales,
-                         w.halves, x, out)  # fmt: skip
+        _run_block_tiles(w.input_token, task, quantize_task(), w.input_token, w.n_tiles,
+                         w.quants, w.scales, w.halves, x, out)  # fmt: skip
         if w.tail.shape[0]:
             _linear_tail(w.qtype_token, w.qtype_token, w.tail, x, out)
     elif w.ggml_type == GGMLType.F16:
@@ -231,7 +232,7 @@ def one_token_runner(w: PackedWeight, isa: str | None = None):
         qtype = w.qtype_token
         task = _one_token_task(int(w.ggml_type), isa_token(isa), qtype)
         fmt = w.input_token
-        fixed, tail = (task, fmt, w.n_tiles, w.quants, w.scales, w.halves), w.tail
+        fixed, tail = (task, quantize_task(), fmt, w.n_tiles, w.quants, w.scales, w.halves), w.tail
 
         def run(x: np.ndarray, out: np.ndarray) -> None:
             _run_block_tiles(fmt, *fixed, x, out)

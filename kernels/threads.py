@@ -34,6 +34,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .heap import keep_freed_memory
+
 TASK_SIG = types.void(types.voidptr, types.CPointer(types.intp), types.CPointer(types.intp),
                       types.voidptr)  # fmt: skip
 
@@ -41,7 +43,9 @@ TASK_SIG = types.void(types.voidptr, types.CPointer(types.intp), types.CPointer(
 def start_pool() -> None:
     """Start Numba's thread pool (once), which defines numba_parallel_for for the JIT: before
     compiling or loading code that calls parallel_for. Not at import, so that a program may
-    fork before its first kernel call (some threading layers do not survive a fork)."""
+    fork before its first kernel call (some threading layers do not survive a fork). Also
+    keeps freed memory for the next call (heap.py), as the first kernel call is due."""
+    keep_freed_memory()
     numba.get_num_threads()
 
 

@@ -31,7 +31,7 @@ from .simd import (
 
 TOKENS = 16  # tokens per tile dot: the rows of tiles A and C
 PER_BLOCK = 8 * 16  # unpacked code words per 32-weight tile block
-C0, A0, B0, C1, A1, B1 = 0, 1, 2, 3, 4, 5  # two blocks in flight
+C0, A0, B0, C1, A1, B1, C2, C3 = 0, 1, 2, 3, 4, 5, 6, 7  # two blocks in flight, two more ahead
 
 
 @inline
@@ -52,7 +52,7 @@ def rows_config():
     cfg = np.zeros(64, np.uint8)
     cfg[0] = 1  # palette 1
     for t, rows, n_bytes in ((C0, 16, 64), (A0, 16, 32), (B0, 8, 64), (C1, 16, 64),
-                             (A1, 16, 32), (B1, 8, 64)):  # fmt: skip
+                             (A1, 16, 32), (B1, 8, 64), (C2, 16, 64), (C3, 16, 64)):  # fmt: skip
         cfg[16 + 2 * t] = n_bytes
         cfg[48 + t] = rows
     return cfg
@@ -67,6 +67,42 @@ def sign_codes(codes, n_words, offset):
     for i in range(n_words):
         t = codes[i] ^ high
         codes[i] = t | ((t & high) * (256 // offset - 2))
+
+
+def pipeline(even, odd):
+    """An @inline run(isa, n, a) that takes units of tile work q = 0 .. n - 1 (block pairs
+    or group pairs) through three stages, each a unit behind the one before: issue (the
+    tile dots into C tiles), store (the C tiles to cbuf), floats (each token's float steps
+    on the stored sums). Units alternate between the C tiles and cbuf halves of even and
+    odd, triples (issue, store, floats) of @inline f(isa, q, a) with `a` the tile rows'
+    arrays. So the tile unit runs unit q + 2's dots while the core takes unit q's float
+    steps, and no store waits on a dot nor a load on a tile store just issued (tiles are not
+    renamed and their stores are not forwarded: back to back, they barely overlapped)."""
+    issue_e, store_e, floats_e = even
+    issue_o, store_o, floats_o = odd
+
+    @inline
+    def run(isa, n, a):
+        if n > 0:
+            issue_e(isa, 0, a)
+        if n > 1:
+            issue_o(isa, 1, a)
+        if n > 0:
+            store_e(isa, 0, a)
+        for q in range(0, n, 2):  # unit q on the even tiles, q + 1 on the odd
+            if q + 1 < n:
+                store_o(isa, q + 1, a)
+            if q + 2 < n:
+                issue_e(isa, q + 2, a)
+            floats_e(isa, q, a)
+            if q + 1 < n:
+                if q + 2 < n:
+                    store_e(isa, q + 2, a)
+                if q + 3 < n:
+                    issue_o(isa, q + 3, a)
+                floats_o(isa, q + 1, a)
+
+    return run
 
 
 def legacy_tile_rows(offset, has_m):
@@ -87,29 +123,52 @@ def legacy_tile_rows(offset, has_m):
             s = load_i32(isa, cbuf, first + 16 * i)
             store_f32(fbuf, 16 * i, fma(to_f32(s), d * xd[i], f))
 
+    def block_pair(ca, cb, at):
+        """The pipeline stages of block pair q (blocks 2q, 2q + 1) on tiles ca, cb and
+        cbuf[at:]; a = (codes_row, floats_row, gq, gd, gs, cbuf, fbuf)."""
+
+        @inline
+        def issue(isa, q, a):
+            codes_row, gq = a[0], a[2]
+            tile_zero(ca)
+            tile_load(A0, gq[2 * q], 0, 32)
+            tile_load(B0, codes_row, PER_BLOCK * 2 * q, 64)
+            dot(ca, A0, B0)
+            tile_zero(cb)
+            tile_load(A1, gq[2 * q + 1], 0, 32)
+            tile_load(B1, codes_row, PER_BLOCK * (2 * q + 1), 64)
+            dot(cb, A1, B1)
+
+        @inline
+        def store(isa, q, a):
+            tile_store(ca, a[5], at, 64)
+            tile_store(cb, a[5], at + 256, 64)
+
+        @inline
+        def floats(isa, q, a):
+            floats_row, gd, gs, cbuf, fbuf = a[1], a[3], a[4], a[5], a[6]
+            block_floats(isa, floats_row, 2 * q, gd, gs, cbuf, at, fbuf)
+            block_floats(isa, floats_row, 2 * q + 1, gd, gs, cbuf, at + 256, fbuf)
+
+        return issue, store, floats
+
+    pairs = pipeline(block_pair(C0, C1, 0), block_pair(C2, C3, 512))
+
     @inline
     def rows(isa, codes_row, groups_row, floats_row, gq, gd, gs, gsum, cbuf, fbuf, out, tok, col):
         n_blocks = gq.shape[0]
         z = zeros_f32(isa)
         for i in range(TOKENS):
             store_f32(fbuf, 16 * i, z)
-        for b in range(0, n_blocks, 2):
-            two = b + 1 < n_blocks  # (an odd last block alone)
+        pairs(isa, n_blocks // 2, (codes_row, floats_row, gq, gd, gs, cbuf, fbuf))
+        if n_blocks % 2:  # an odd last block alone, every pair done
+            b = n_blocks - 1
             tile_zero(C0)
             tile_load(A0, gq[b], 0, 32)
             tile_load(B0, codes_row, PER_BLOCK * b, 64)
             dot(C0, A0, B0)
-            if two:
-                tile_zero(C1)
-                tile_load(A1, gq[b + 1], 0, 32)
-                tile_load(B1, codes_row, PER_BLOCK * (b + 1), 64)
-                dot(C1, A1, B1)
             tile_store(C0, cbuf, 0, 64)
-            if two:
-                tile_store(C1, cbuf, 256, 64)
             block_floats(isa, floats_row, b, gd, gs, cbuf, 0, fbuf)
-            if two:
-                block_floats(isa, floats_row, b + 1, gd, gs, cbuf, 256, fbuf)
         for i in range(TOKENS):
             store_f32(out[tok + i], col, load_f32(isa, fbuf, 16 * i))
 
@@ -129,42 +188,60 @@ def q4_k_tile_rows():
     bits. Extra arguments: the unpacked scales and mins (groups_row, 512 words per
     super-block), gsum and fbuf."""
 
+    def group_pair(ca, cb, at):
+        """The pipeline stages of group pair q (super-block q // 4, groups 2 (q % 4) and
+        the next) on tiles ca, cb and cbuf[at:]; a = (codes_row, groups_row, floats_row,
+        gq, gd, gsum, cbuf, fbuf)."""
+
+        @inline
+        def issue(isa, q, a):
+            codes_row, gq = a[0], a[3]
+            b, g0 = q // 4, 2 * (q % 4)
+            tile_zero(ca)
+            tile_load(A0, gq[b], 8 * g0, 256)
+            tile_load(B0, codes_row, 1024 * b + 128 * g0, 64)
+            tile_dot_su(ca, A0, B0)
+            tile_zero(cb)
+            tile_load(A1, gq[b], 8 * g0 + 8, 256)
+            tile_load(B1, codes_row, 1024 * b + 128 * g0 + 128, 64)
+            tile_dot_su(cb, A1, B1)
+
+        @inline
+        def store(isa, q, a):
+            tile_store(ca, a[6], at, 64)
+            tile_store(cb, a[6], at + 256, 64)
+
+        @inline
+        def floats(isa, q, a):
+            groups_row, floats_row, gd, gsum, cbuf, fbuf = a[1], a[2], a[4], a[5], a[6], a[7]
+            b, g0 = q // 4, 2 * (q % 4)
+            d, dm = load_f32(isa, floats_row, 32 * b), load_f32(isa, floats_row, 32 * b + 16)
+            xd, sums = gd[b], gsum[b]
+            first = 512 * b + 16 * g0
+            s0 = to_f32(load_i32(isa, groups_row, first))
+            s1 = to_f32(load_i32(isa, groups_row, first + 16))
+            m0 = to_f32(load_i32(isa, groups_row, first + 256))
+            m1 = to_f32(load_i32(isa, groups_row, first + 272))
+            for i in range(TOKENS):
+                c1 = to_f32(load_i32(isa, cbuf, at + 256 + 16 * i)) * s1
+                isum = fma(to_f32(load_i32(isa, cbuf, at + 16 * i)), s0, c1)
+                msum = fma(m0, splat_f32(isa, sums[i, g0]), m1 * splat_f32(isa, sums[i, g0 + 1]))
+                store_f32(fbuf, 32 * i, fma(isum, d * xd[i], load_f32(isa, fbuf, 32 * i)))
+                fm = fma(msum, dm * xd[i], load_f32(isa, fbuf, 32 * i + 16))
+                store_f32(fbuf, 32 * i + 16, fm)
+
+        return issue, store, floats
+
+    pairs = pipeline(group_pair(C0, C1, 0), group_pair(C2, C3, 512))
+
     @inline
     def rows(isa, codes_row, groups_row, floats_row, gq, gd, gs, gsum, cbuf, fbuf, out, tok, col):
-        n_blocks = gq.shape[0]
         z = zeros_f32(isa)
         for i in range(TOKENS):
             store_f32(fbuf, 32 * i, z)
             store_f32(fbuf, 32 * i + 16, z)
-        for b in range(n_blocks):
-            d, dm = load_f32(isa, floats_row, 32 * b), load_f32(isa, floats_row, 32 * b + 16)
-            xd, sums = gd[b], gsum[b]
-            for j in range(4):  # group pairs 2j, 2j + 1
-                g0 = 2 * j
-                tile_zero(C0)
-                tile_load(A0, gq[b], 8 * g0, 256)
-                tile_load(B0, codes_row, 1024 * b + 128 * g0, 64)
-                tile_dot_su(C0, A0, B0)
-                tile_zero(C1)
-                tile_load(A1, gq[b], 8 * g0 + 8, 256)
-                tile_load(B1, codes_row, 1024 * b + 128 * g0 + 128, 64)
-                tile_dot_su(C1, A1, B1)
-                tile_store(C0, cbuf, 0, 64)
-                tile_store(C1, cbuf, 256, 64)
-                first = 512 * b + 16 * g0
-                s0 = to_f32(load_i32(isa, groups_row, first))
-                s1 = to_f32(load_i32(isa, groups_row, first + 16))
-                m0 = to_f32(load_i32(isa, groups_row, first + 256))
-                m1 = to_f32(load_i32(isa, groups_row, first + 272))
-                for i in range(TOKENS):
-                    c1 = to_f32(load_i32(isa, cbuf, 256 + 16 * i)) * s1
-                    isum = fma(to_f32(load_i32(isa, cbuf, 16 * i)), s0, c1)
-                    msum = fma(
-                        m0, splat_f32(isa, sums[i, g0]), m1 * splat_f32(isa, sums[i, g0 + 1])
-                    )
-                    store_f32(fbuf, 32 * i, fma(isum, d * xd[i], load_f32(isa, fbuf, 32 * i)))
-                    fm = fma(msum, dm * xd[i], load_f32(isa, fbuf, 32 * i + 16))
-                    store_f32(fbuf, 32 * i + 16, fm)
+        a = (codes_row, groups_row, floats_row, gq, gd, gsum, cbuf, fbuf)
+        pairs(isa, 4 * gq.shape[0], a)  # 4 group pairs per super-block
         for i in range(TOKENS):
             store_f32(
                 out[tok + i], col, load_f32(isa, fbuf, 32 * i) - load_f32(isa, fbuf, 32 * i + 16)
