@@ -8,9 +8,12 @@ holds block b's 32 bytes of each of the 16 tokens, gd[b] and gs[b] their scales 
 Per block, those 16 rows of bytes are one tile (A, signed), the block's codes another (B, 8
 rows of the 16 weight rows' 4-byte words), and one tile dot gives all 256 exact integer
 sums (C), stored to cbuf (row = token). Each token then takes the one-token shape's float
-steps on its row of sums (tile_dots.legacy_shape), its accumulator in a register across the
-blocks: the same bits as every other path. Two blocks are in flight on separate tiles
-(tiles are not renamed: a tile dot waits until the previous user of its tiles is done).
+steps on its row of sums (tile_dots.legacy_shape), its accumulator (in fbuf) across the
+blocks: the same bits as every other path. The blocks go in pairs through a pipeline
+(`pipeline`): a pair's tile dots, its tile stores and its float steps a pair apart, on
+alternating tiles and cbuf halves (tiles are not renamed: a tile dot waits until the
+previous user of its tiles is done), so that the float steps read sums stored a stage
+earlier while the next pair's dots run.
 """
 
 from __future__ import annotations
@@ -69,6 +72,18 @@ def sign_codes(codes, n_words, offset):
         codes[i] = t | ((t & high) * (256 // offset - 2))
 
 
+def pair_store(ca, cb, at):
+    """The store stage of a tile pipeline: C tiles ca and cb to cbuf[at:] and cbuf[at + 256:]
+    (a[0] is cbuf)."""
+
+    @inline
+    def store(isa, q, a):
+        tile_store(ca, a[0], at, 64)
+        tile_store(cb, a[0], at + 256, 64)
+
+    return store
+
+
 def pipeline(even, odd):
     """An @inline run(isa, n, a) that takes units of tile work q = 0 .. n - 1 (block pairs
     or group pairs) through three stages, each a unit behind the one before: issue (the
@@ -76,8 +91,9 @@ def pipeline(even, odd):
     on the stored sums). Units alternate between the C tiles and cbuf halves of even and
     odd, triples (issue, store, floats) of @inline f(isa, q, a) with `a` the tile rows'
     arrays. So the tile unit runs unit q + 2's dots while the core takes unit q's float
-    steps, and no store waits on a dot nor a load on a tile store just issued (tiles are not
-    renamed and their stores are not forwarded: back to back, they barely overlapped)."""
+    steps, and no tile store waits on a dot just issued nor a load on a tile store (back to
+    back, the tile part and the float steps barely overlapped). Q4_0 4096x4096 x 512 tokens,
+    one thread: 423 GOP/s (median of 5 runs) against 410 back to back."""
     issue_e, store_e, floats_e = even
     issue_o, store_o, floats_o = odd
 
@@ -125,11 +141,11 @@ def legacy_tile_rows(offset, has_m):
 
     def block_pair(ca, cb, at):
         """The pipeline stages of block pair q (blocks 2q, 2q + 1) on tiles ca, cb and
-        cbuf[at:]; a = (codes_row, floats_row, gq, gd, gs, cbuf, fbuf)."""
+        cbuf[at:]; a = (cbuf, codes_row, floats_row, gq, gd, gs, fbuf)."""
 
         @inline
         def issue(isa, q, a):
-            codes_row, gq = a[0], a[2]
+            codes_row, gq = a[1], a[3]
             tile_zero(ca)
             tile_load(A0, gq[2 * q], 0, 32)
             tile_load(B0, codes_row, PER_BLOCK * 2 * q, 64)
@@ -140,17 +156,12 @@ def legacy_tile_rows(offset, has_m):
             dot(cb, A1, B1)
 
         @inline
-        def store(isa, q, a):
-            tile_store(ca, a[5], at, 64)
-            tile_store(cb, a[5], at + 256, 64)
-
-        @inline
         def floats(isa, q, a):
-            floats_row, gd, gs, cbuf, fbuf = a[1], a[3], a[4], a[5], a[6]
+            cbuf, floats_row, gd, gs, fbuf = a[0], a[2], a[4], a[5], a[6]
             block_floats(isa, floats_row, 2 * q, gd, gs, cbuf, at, fbuf)
             block_floats(isa, floats_row, 2 * q + 1, gd, gs, cbuf, at + 256, fbuf)
 
-        return issue, store, floats
+        return issue, pair_store(ca, cb, at), floats
 
     pairs = pipeline(block_pair(C0, C1, 0), block_pair(C2, C3, 512))
 
@@ -160,7 +171,7 @@ def legacy_tile_rows(offset, has_m):
         z = zeros_f32(isa)
         for i in range(TOKENS):
             store_f32(fbuf, 16 * i, z)
-        pairs(isa, n_blocks // 2, (codes_row, floats_row, gq, gd, gs, cbuf, fbuf))
+        pairs(isa, n_blocks // 2, (cbuf, codes_row, floats_row, gq, gd, gs, fbuf))
         if n_blocks % 2:  # an odd last block alone, every pair done
             b = n_blocks - 1
             tile_zero(C0)
@@ -190,12 +201,12 @@ def q4_k_tile_rows():
 
     def group_pair(ca, cb, at):
         """The pipeline stages of group pair q (super-block q // 4, groups 2 (q % 4) and
-        the next) on tiles ca, cb and cbuf[at:]; a = (codes_row, groups_row, floats_row,
-        gq, gd, gsum, cbuf, fbuf)."""
+        the next) on tiles ca, cb and cbuf[at:]; a = (cbuf, codes_row, groups_row,
+        floats_row, gq, gd, gsum, fbuf)."""
 
         @inline
         def issue(isa, q, a):
-            codes_row, gq = a[0], a[3]
+            codes_row, gq = a[1], a[4]
             b, g0 = q // 4, 2 * (q % 4)
             tile_zero(ca)
             tile_load(A0, gq[b], 8 * g0, 256)
@@ -207,13 +218,8 @@ def q4_k_tile_rows():
             tile_dot_su(cb, A1, B1)
 
         @inline
-        def store(isa, q, a):
-            tile_store(ca, a[6], at, 64)
-            tile_store(cb, a[6], at + 256, 64)
-
-        @inline
         def floats(isa, q, a):
-            groups_row, floats_row, gd, gsum, cbuf, fbuf = a[1], a[2], a[4], a[5], a[6], a[7]
+            cbuf, groups_row, floats_row, gd, gsum, fbuf = a[0], a[2], a[3], a[5], a[6], a[7]
             b, g0 = q // 4, 2 * (q % 4)
             d, dm = load_f32(isa, floats_row, 32 * b), load_f32(isa, floats_row, 32 * b + 16)
             xd, sums = gd[b], gsum[b]
@@ -230,7 +236,7 @@ def q4_k_tile_rows():
                 fm = fma(msum, dm * xd[i], load_f32(isa, fbuf, 32 * i + 16))
                 store_f32(fbuf, 32 * i + 16, fm)
 
-        return issue, store, floats
+        return issue, pair_store(ca, cb, at), floats
 
     pairs = pipeline(group_pair(C0, C1, 0), group_pair(C2, C3, 512))
 
@@ -240,7 +246,7 @@ def q4_k_tile_rows():
         for i in range(TOKENS):
             store_f32(fbuf, 32 * i, z)
             store_f32(fbuf, 32 * i + 16, z)
-        a = (codes_row, groups_row, floats_row, gq, gd, gsum, cbuf, fbuf)
+        a = (cbuf, codes_row, groups_row, floats_row, gq, gd, gsum, fbuf)
         pairs(isa, 4 * gq.shape[0], a)  # 4 group pairs per super-block
         for i in range(TOKENS):
             store_f32(
