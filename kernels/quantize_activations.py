@@ -3,8 +3,8 @@
 Two activation formats, each as separate arrays (quants apart from scales):
 - 32-blocks (for Q4_0 … Q8_0 weights): xq int8 (n_tok, n_in), xd float32 (n_tok, n_in/32)
   holding the fp16-rounded scale, xs float32 (n_tok, n_in/32) = fp16(d * sum(q)) (Q8_1's s),
-  xsum int32 (n_tok, n_in/32) = sum(q). For Q5_0, xs holds the sums of every 4 codes
-  instead (int32 (n_tok, n_in/4)).
+  xsum int32 (n_tok, n_in/32) = sum(q). For Q5_0 and Q8_0 weights, xs holds instead a start
+  per word of 4 codes (int32 (n_tok, n_in/4), words_quantizer), from that word's sum.
   Rounding as ggml's x86 quantize_row_q8_0/q8_1: d = amax/127, q = rint(x * 127/amax).
 - 256-blocks (for k-quant weights): xq int8 (n_tok, n_in), xd float32 (n_tok, n_in/256),
   xsum int32 (n_tok, n_in/16) = sums of 16 quants (bsums), as quantize_row_q8_K_ref;
@@ -99,18 +99,35 @@ def quantize_rows_q8_k(x, xq, xd, xs, xsum, first, end):
         quantize_row_q8_k(x[t], xq[t], xd[t], xs[t], xsum[t])
 
 
-@njit(cache=True)
-def quantize_rows_q8_words(x, xq, xd, xs, xsum, first, end):
-    """As quantize_rows_q8, but xs holds the sum of every word's 4 codes, int32 (n_tok,
-    n_in/4): Q5_0's 8-lane shape subtracts its code offset per word with them, Q8_0's on
-    AVX-512 the 128 its flipped codes add (tile_dots.legacy_exact_shape); neither uses the
-    block sums' scale."""
-    block_sums = np.empty(x.shape[1] // 32, np.float32)  # (unused)
-    for t in range(first, end):
-        quantize_row_q8(x[t], xq[t], xd[t], block_sums, xsum[t])
-        for w in range(xs.shape[1]):
-            xs[t, w] = (np.int32(xq[t, 4 * w]) + np.int32(xq[t, 4 * w + 1])
-                        + np.int32(xq[t, 4 * w + 2]) + np.int32(xq[t, 4 * w + 3]))  # fmt: skip
+# 2**23 + 2**22, the bits of the float 12582912: an integer s with |s| < 2**22 added to them
+# gives the float 12582912 + s exactly, so an int32 sum started there reads as a float
+# less 12582912 (tile_dots.legacy_exact_shape: a subtract in place of vcvtdq2ps)
+FLOAT_BIAS = 0x4B400000
+
+
+def words_quantizer(offset: int):
+    """quantize_rows for Q5_0 (offset 16) and Q8_0 (128) weights: as quantize_rows_q8, but
+    xs holds, per word of 4 codes, int32 (n_tok, n_in/4), FLOAT_BIAS less offset times the
+    sum of the word's 4 activations. On AVX-512 VNNI a lane's vpdpbusd sum starts there:
+    the offset's term (Q5_0 stores codes + 16; Q8_0's codes are read with their top bit
+    flipped, + 128) and the float conversion's bias come with one broadcast load, no
+    scalar ops (tile_dots.legacy_exact_shape)."""
+
+    @njit(cache=True)
+    def quantize_rows_words(x, xq, xd, xs, xsum, first, end):
+        block_sums = np.empty(x.shape[1] // 32, np.float32)  # (unused)
+        for t in range(first, end):
+            quantize_row_q8(x[t], xq[t], xd[t], block_sums, xsum[t])
+            for w in range(xs.shape[1]):
+                total = (np.int32(xq[t, 4 * w]) + np.int32(xq[t, 4 * w + 1])
+                         + np.int32(xq[t, 4 * w + 2]) + np.int32(xq[t, 4 * w + 3]))  # fmt: skip
+                xs[t, w] = np.int32(FLOAT_BIAS) - np.int32(offset) * total
+
+    return quantize_rows_words
+
+
+quantize_rows_q5_0_words = words_quantizer(16)
+quantize_rows_q8_0_words = words_quantizer(128)
 
 
 @inline
@@ -131,27 +148,28 @@ def q8_words_arrays(n_tok, n_in):
             np.empty((n_tok, n_in // 4), np.int32), np.empty((n_tok, n_in // 32), np.int32))  # fmt: skip
 
 
-def _by_format(q8, q8_k, q8_words, name):
+def _by_format(q8, q8_k, q5_0_words, q8_0_words, name):
     return static_dispatch(
-        {**dict.fromkeys(K_QUANTS, q8_k), **dict.fromkeys(LEGACY, q8), T.Q5_0: q8_words,
-         T.Q8_0: q8_words},
+        {**dict.fromkeys(K_QUANTS, q8_k), **dict.fromkeys(LEGACY, q8), T.Q5_0: q5_0_words,
+         T.Q8_0: q8_0_words},
         name,
     )  # fmt: skip
 
 
-Q8, Q8_K, Q8_WORDS = 0, 1, 2  # the formats' codes (format_code)
+Q8, Q8_K, Q5_0_WORDS, Q8_0_WORDS = 0, 1, 2, 3  # the formats' codes (format_code)
 
 
 # input_arrays(qtype, n_tok, n_in) -> (xq, xd, xs, xsum), uninitialized, and
 # quantize_rows(qtype, x, xq, xd, xs, xsum, first, end): x's tokens first .. end - 1 into
 # them, in the format weights of the static type qtype take
-input_arrays = _by_format(q8_arrays, q8_k_arrays, q8_words_arrays, "input_arrays")
-quantize_rows = _by_format(quantize_rows_q8, quantize_rows_q8_k, quantize_rows_q8_words,
-                           "quantize_rows")  # fmt: skip
+input_arrays = _by_format(q8_arrays, q8_k_arrays, q8_words_arrays, q8_words_arrays,
+                          "input_arrays")  # fmt: skip
+quantize_rows = _by_format(quantize_rows_q8, quantize_rows_q8_k, quantize_rows_q5_0_words,
+                           quantize_rows_q8_0_words, "quantize_rows")  # fmt: skip
 # format_code(qtype): the format's code as a run-time value (tiled.quantize_task)
 format_code = static_value(
-    {**dict.fromkeys(K_QUANTS, Q8_K), **dict.fromkeys(LEGACY, Q8), T.Q5_0: Q8_WORDS,
-     T.Q8_0: Q8_WORDS},
+    {**dict.fromkeys(K_QUANTS, Q8_K), **dict.fromkeys(LEGACY, Q8), T.Q5_0: Q5_0_WORDS,
+     T.Q8_0: Q8_0_WORDS},
     "format_code",
 )  # fmt: skip
 
@@ -173,20 +191,28 @@ def quantize_input_q8_k(x):
 
 
 @njit(cache=True)
-def quantize_input_q8_words(x):
-    """x (n_tok, n_in) float32 -> xq, xd, xs (word sums), xsum (quantize_rows_q8_words)."""
+def quantize_input_q5_0_words(x):
+    """x (n_tok, n_in) float32 -> xq, xd, xs (word starts), xsum for Q5_0 weights."""
     xq, xd, xs, xsum = q8_words_arrays(x.shape[0], x.shape[1])
-    quantize_rows_q8_words(x, xq, xd, xs, xsum, 0, x.shape[0])
+    quantize_rows_q5_0_words(x, xq, xd, xs, xsum, 0, x.shape[0])
+    return xq, xd, xs, xsum
+
+
+@njit(cache=True)
+def quantize_input_q8_0_words(x):
+    """x (n_tok, n_in) float32 -> xq, xd, xs (word starts), xsum for Q8_0 weights."""
+    xq, xd, xs, xsum = q8_words_arrays(x.shape[0], x.shape[1])
+    quantize_rows_q8_0_words(x, xq, xd, xs, xsum, 0, x.shape[0])
     return xq, xd, xs, xsum
 
 
 # quantize_input(qtype, x) -> (xq, xd, xs, xsum): x in the format weights of the static
 # type qtype take (one compiled function per format, shared by the types)
-quantize_input = _by_format(quantize_input_q8, quantize_input_q8_k, quantize_input_q8_words,
-                            "quantize_input")  # fmt: skip
+quantize_input = _by_format(quantize_input_q8, quantize_input_q8_k, quantize_input_q5_0_words,
+                            quantize_input_q8_0_words, "quantize_input")  # fmt: skip
 
 
 # a representative weight type per activation format: kernels that differ by format only
 # (tiled.run_block_tiles) compile once per format, not once per weight type
 INPUT_FORMAT = {**dict.fromkeys(K_QUANTS, T.Q4_K), **dict.fromkeys(LEGACY, T.Q4_0), T.Q5_0: T.Q5_0,
-                T.Q8_0: T.Q5_0}  # fmt: skip
+                T.Q8_0: T.Q8_0}  # fmt: skip

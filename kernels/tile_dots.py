@@ -30,9 +30,11 @@ from numba import njit
 
 from . import type_ids as T
 from .inline import inline, runtime, unrolled
+from .quantize_activations import FLOAT_BIAS
 from .repack import LAYOUTS
 from .simd import (
     VNNI_NAMES,
+    bits_f32,
     fma,
     lanes,
     load_f32,
@@ -55,6 +57,8 @@ from .tile_codes import KQUANT_PARTS, LEGACY_PARTS
 from .tile_q2_k import q2_k_vnni_shape
 from .tile_q3_k import q3_k_vnni_shape
 from .tile_quads import kquant_quad_shape, legacy_quad_shape
+
+F32_BIAS = np.float32(12582912.0)  # the float whose bits are FLOAT_BIAS
 
 # sizes of the unpacked buffers, per tile block (16 rows): codes, int32 group scales and
 # mins, float block scales
@@ -144,16 +148,18 @@ def legacy_exact_shape(codes, block_scales, offset, has_m, signed, quant_words, 
     def part(isa, qs, tb, lane0, k, xq, xs, b, dd, f):  # word k: ggml's lane k
         c = codes(isa, qs, tb, lane0, k // 4, k % 4)
         a = act(isa, xq, b * 8 + k)
-        if signed and flipped and many_registers(isa):
-            s = dot_u8s8(isa, splat_i32(isa, np.int32(-128) * xs[b * 8 + k]), c, a)
-        elif offset and many_registers(isa):  # the offset's term starts the sum: no subtract
-            s = dot_u8s8(isa, splat_i32(isa, np.int32(-offset) * xs[b * 8 + k]), c, a)
-        elif signed:
+        if (offset or (signed and flipped)) and many_registers(isa):
+            # the sum starts at xs's word start (quantize_activations.words_quantizer): the
+            # offset's term, and a bias that makes its bits the float 12582912 + sum, so a
+            # subtract converts it (vcvtdq2ps and vpdpbusd both run on port 0 only)
+            s = dot_u8s8(isa, splat_i32(isa, xs[b * 8 + k]), c, a)
+            return fma(bits_f32(s) - F32_BIAS, dd, f)
+        if signed:
             s = dot_s8s8(isa, zeros_i32(isa), c, a)
         else:  # unsigned codes times signed bytes, widened: the lane's 4 products
             s = pflush(isa, zeros_i32(isa), pdot(isa, pzero(isa), c, a))
-            if offset:
-                s = s - np.int32(offset) * xs[b * 8 + k]
+            if offset:  # xs's word start less the bias: the offset's term
+                s = s + (xs[b * 8 + k] - np.int32(FLOAT_BIAS))
         return fma(to_f32(s), dd, f)
 
     @inline

@@ -30,15 +30,17 @@ from .amx import config_tiles, release_tiles
 from .dot_rows import dot_float_row, dot_row
 from .inline import inline
 from .quantize_activations import (
+    Q5_0_WORDS,
+    Q8_0_WORDS,
     Q8_K,
-    Q8_WORDS,
     format_code,
     input_arrays,
     quantize_input,
     quantize_rows,
+    quantize_rows_q5_0_words,
     quantize_rows_q8,
+    quantize_rows_q8_0_words,
     quantize_rows_q8_k,
-    quantize_rows_q8_words,
 )
 from .scalar import bf16_to_f32, f32_to_bits
 from .simd import (
@@ -348,9 +350,12 @@ def _quantize_task(args, dims, steps, data):
     xd = carray(pointer(a[5], np.float32), (n_tok, a[6]))
     xsum = carray(pointer(a[9], np.int32), (n_tok, a[10]))
     end = first + count
-    if fmt == Q8_WORDS:
+    if fmt in (Q5_0_WORDS, Q8_0_WORDS):
         xs_words = carray(pointer(a[7], np.int32), (n_tok, a[8]))
-        quantize_rows_q8_words(x, xq, xd, xs_words, xsum, first, end)
+        if fmt == Q5_0_WORDS:
+            quantize_rows_q5_0_words(x, xq, xd, xs_words, xsum, first, end)
+        else:
+            quantize_rows_q8_0_words(x, xq, xd, xs_words, xsum, first, end)
     else:
         xs = carray(pointer(a[7], np.float32), (n_tok, a[8]))
         if fmt == Q8_K:
