@@ -148,15 +148,16 @@ def q8_words_arrays(n_tok, n_in):
             np.empty((n_tok, n_in // 4), np.int32), np.empty((n_tok, n_in // 32), np.int32))  # fmt: skip
 
 
-def _by_format(q8, q8_k, q5_0_words, q8_0_words, name):
-    return static_dispatch(
-        {**dict.fromkeys(K_QUANTS, q8_k), **dict.fromkeys(LEGACY, q8), T.Q5_0: q5_0_words,
-         T.Q8_0: q8_0_words},
-        name,
-    )  # fmt: skip
-
-
 Q8, Q8_K, Q5_0_WORDS, Q8_0_WORDS = 0, 1, 2, 3  # the formats' codes (format_code)
+# weight type -> the activation format it takes
+FORMAT = {**dict.fromkeys(K_QUANTS, Q8_K), **dict.fromkeys(LEGACY, Q8), T.Q5_0: Q5_0_WORDS,
+          T.Q8_0: Q8_0_WORDS}  # fmt: skip
+
+
+def _by_format(q8, q8_k, q5_0_words, q8_0_words, name):
+    """A static dispatch on the weight type to the function of its activation format."""
+    by_code = {Q8: q8, Q8_K: q8_k, Q5_0_WORDS: q5_0_words, Q8_0_WORDS: q8_0_words}
+    return static_dispatch({t: by_code[c] for t, c in FORMAT.items()}, name)
 
 
 # input_arrays(qtype, n_tok, n_in) -> (xq, xd, xs, xsum), uninitialized, and
@@ -167,43 +168,30 @@ input_arrays = _by_format(q8_arrays, q8_k_arrays, q8_words_arrays, q8_words_arra
 quantize_rows = _by_format(quantize_rows_q8, quantize_rows_q8_k, quantize_rows_q5_0_words,
                            quantize_rows_q8_0_words, "quantize_rows")  # fmt: skip
 # format_code(qtype): the format's code as a run-time value (tiled.quantize_task)
-format_code = static_value(
-    {**dict.fromkeys(K_QUANTS, Q8_K), **dict.fromkeys(LEGACY, Q8), T.Q5_0: Q5_0_WORDS,
-     T.Q8_0: Q8_0_WORDS},
-    "format_code",
-)  # fmt: skip
+format_code = static_value(FORMAT, "format_code")
 
 
-@njit(cache=True)
-def quantize_input_q8(x):
-    """x (n_tok, n_in) float32 -> xq, xd, xs, xsum in the 32-block format (module doc)."""
-    xq, xd, xs, xsum = q8_arrays(x.shape[0], x.shape[1])
-    quantize_rows_q8(x, xq, xd, xs, xsum, 0, x.shape[0])
-    return xq, xd, xs, xsum
+def whole_input(arrays, rows, doc):
+    """quantize_input for one format: x (n_tok, n_in) float32 -> (xq, xd, xs, xsum), the
+    arrays allocated by `arrays` and filled by `rows` for every token."""
+
+    @njit(cache=True)
+    def quantize_whole(x):
+        xq, xd, xs, xsum = arrays(x.shape[0], x.shape[1])
+        rows(x, xq, xd, xs, xsum, 0, x.shape[0])
+        return xq, xd, xs, xsum
+
+    quantize_whole.__doc__ = doc
+    return quantize_whole
 
 
-@njit(cache=True)
-def quantize_input_q8_k(x):
-    """x (n_tok, n_in) float32 -> xq, xd, xs (empty), xsum in the 256-block format."""
-    xq, xd, xs, xsum = q8_k_arrays(x.shape[0], x.shape[1])
-    quantize_rows_q8_k(x, xq, xd, xs, xsum, 0, x.shape[0])
-    return xq, xd, xs, xsum
-
-
-@njit(cache=True)
-def quantize_input_q5_0_words(x):
-    """x (n_tok, n_in) float32 -> xq, xd, xs (word starts), xsum for Q5_0 weights."""
-    xq, xd, xs, xsum = q8_words_arrays(x.shape[0], x.shape[1])
-    quantize_rows_q5_0_words(x, xq, xd, xs, xsum, 0, x.shape[0])
-    return xq, xd, xs, xsum
-
-
-@njit(cache=True)
-def quantize_input_q8_0_words(x):
-    """x (n_tok, n_in) float32 -> xq, xd, xs (word starts), xsum for Q8_0 weights."""
-    xq, xd, xs, xsum = q8_words_arrays(x.shape[0], x.shape[1])
-    quantize_rows_q8_0_words(x, xq, xd, xs, xsum, 0, x.shape[0])
-    return xq, xd, xs, xsum
+quantize_input_q8 = whole_input(q8_arrays, quantize_rows_q8, "The 32-block format (module doc).")
+quantize_input_q8_k = whole_input(q8_k_arrays, quantize_rows_q8_k,
+                                  "The 256-block format (xs empty).")  # fmt: skip
+quantize_input_q5_0_words = whole_input(q8_words_arrays, quantize_rows_q5_0_words,
+                                        "For Q5_0 weights (xs: word starts).")  # fmt: skip
+quantize_input_q8_0_words = whole_input(q8_words_arrays, quantize_rows_q8_0_words,
+                                        "For Q8_0 weights (xs: word starts).")  # fmt: skip
 
 
 # quantize_input(qtype, x) -> (xq, xd, xs, xsum): x in the format weights of the static
@@ -214,5 +202,5 @@ quantize_input = _by_format(quantize_input_q8, quantize_input_q8_k, quantize_inp
 
 # a representative weight type per activation format: kernels that differ by format only
 # (tiled.run_block_tiles) compile once per format, not once per weight type
-INPUT_FORMAT = {**dict.fromkeys(K_QUANTS, T.Q4_K), **dict.fromkeys(LEGACY, T.Q4_0), T.Q5_0: T.Q5_0,
-                T.Q8_0: T.Q8_0}  # fmt: skip
+_REPRESENTATIVE = {Q8: T.Q4_0, Q8_K: T.Q4_K, Q5_0_WORDS: T.Q5_0, Q8_0_WORDS: T.Q8_0}
+INPUT_FORMAT = {t: _REPRESENTATIVE[c] for t, c in FORMAT.items()}

@@ -51,7 +51,6 @@ from .simd import (
     lanes,
     load_bf16,
     load_f32,
-    many_registers,
     splat_f32,
     store_f32,
     zeros_f32,
@@ -65,7 +64,6 @@ from .tile_dispatch import (
     acc_total,
     acc_zero,
     has_pair_shape,
-    has_quad_shape,
     has_row_shape,
     has_tile_shape,
     tile_codes_signed,
@@ -241,9 +239,11 @@ def group_major(xq32, xd, xs, xsum, n_groups):
 def batch_task(isa, qtype, xs_dtype):
     """As one_token_task, for many tokens: each tile block is unpacked once into small
     buffers (in L1) and then dotted with every token's activations."""
-    # where four-token shapes run, they take every token below n_gemm, and the gemm-order
-    # single-token dot is never reached: as a closure constant, Numba prunes it unread
-    gemm_singles = not (qtype.value in DOTS_QUAD and isa.value[0] in VNNI_NAMES)
+    # four-token shapes need AVX-512 VNNI's registers; where they run, they take every token
+    # below n_gemm, and the gemm-order single-token dot is never reached: as closure
+    # constants, Numba prunes what a type and isa do not run, unread
+    quads = qtype.value in DOTS_QUAD and isa.value[0] in VNNI_NAMES
+    gemm_singles = not quads
 
     @cfunc(TASK_SIG, cache=True)
     def task(args, dims, steps, data):
@@ -257,7 +257,6 @@ def batch_task(isa, qtype, xs_dtype):
         floats_buf = np.empty(UNPACKED_FLOATS, np.float32)
         acc = np.empty((n_tok, 32), np.float32)  # a tile's sums per token (acc_load)
         pairs = has_pair_shape(qtype)
-        quads = has_quad_shape(qtype) and many_registers(isa)
         # AMX tiles from two token groups on: a tile row is unpacked whole for them, which
         # one group does not repay (4096x4096 Q4_0, GOP/s AMX / VNNI: 16 tokens 539 / 617,
         # 32 tokens 757 / 607, 512 tokens 909 / 601)
@@ -379,14 +378,15 @@ def run_block_tiles(task, quantizer, input_format, n_tiles, quants, scales, halv
     pool."""
     n_tok, n_in = x.shape
     xq, xd, xs, xsum = input_arrays(input_format, n_tok, n_in)
-    qargv = np.empty(N_QUANTIZE_ARGV, np.int64)
-    if n_tok >= QUANTIZE_SHARED_FROM:
+    if n_tok >= QUANTIZE_SHARED_FROM:  # (not on the decode path: no argument block there)
+        qargv = np.empty(N_QUANTIZE_ARGV, np.int64)
         qargv[0], qargv[1], qargv[2] = format_code(input_format), n_tok, n_in
         qargv[3], qargv[4] = x.ctypes.data, xq.ctypes.data
         qargv[5], qargv[6] = xd.ctypes.data, xd.shape[1]
         qargv[7], qargv[8] = xs.ctypes.data, xs.shape[1]
         qargv[9], qargv[10] = xsum.ctypes.data, xsum.shape[1]
         parallel_for(quantizer, n_tok, qargv.ctypes.data)
+        keep_alive((qargv,))
     else:
         quantize_rows(input_format, x, xq, xd, xs, xsum, 0, n_tok)
     argv = np.empty(N_ARGV, np.int64)
@@ -399,7 +399,7 @@ def run_block_tiles(task, quantizer, input_format, n_tiles, quants, scales, halv
     argv[12], argv[13] = out.ctypes.data, out.shape[1]
     argv[14], argv[15], argv[16] = n_tok, n_in, xd.shape[1]
     parallel_for(task, n_tiles, argv.ctypes.data)
-    keep_alive((x, xq, xd, xs, xsum, qargv, argv))
+    keep_alive((x, xq, xd, xs, xsum, argv))
 
 
 @functools.cache
