@@ -8,8 +8,8 @@ holds block b's 32 bytes of each of the 16 tokens, gd[b] and gs[b] their scales 
 Per block, those 16 rows of bytes are one tile (A, signed), the block's codes another (B, 8
 rows of the 16 weight rows' 4-byte words), and one tile dot gives all 256 exact integer
 sums (C), stored to cbuf (row = token). Each token then takes the one-token shape's float
-steps on its row of sums (tile_dots.legacy_shape), its accumulator (in fbuf) across the
-blocks: the same bits as every other path. The blocks go in pairs through a pipeline
+steps on its row of sums (tile_dots.legacy_shape), its accumulator across the blocks in a
+register (token_map; Q4_K's second sum in fbuf): the same bits as every other path. The blocks go in pairs through a pipeline
 (`pipeline`): a pair's tile dots, its tile stores and its float steps a pair apart, on
 alternating tiles and cbuf halves (tiles are not renamed: a tile dot waits until the
 previous user of its tiles is done), so that the float steps read sums stored a stage
@@ -72,6 +72,36 @@ def sign_codes(codes, n_words, offset):
         codes[i] = t | ((t & high) * (256 // offset - 2))
 
 
+def token_map(step, n):
+    """An @inline run(first, accs, args) -> the tuple (step(first + i, accs[i], args) for i in
+    0 .. n - 1), every call written out: per-token accumulators that stay in registers."""
+    if n == 1:
+
+        @inline
+        def one(first, accs, args):
+            return (step(first, accs[0], args),)
+
+        return one
+    half = n // 2
+    low, high = token_map(step, half), token_map(step, n - half)
+
+    @inline
+    def run(first, accs, args):
+        return low(first, accs[:half], args) + high(first + half, accs[half:], args)
+
+    return run
+
+
+@inline
+def store_row(i, f, args):
+    out, tok, col = args
+    store_f32(out[tok + i], col, f)
+    return f
+
+
+store_rows = token_map(store_row, TOKENS)
+
+
 def pair_store(ca, cb, at):
     """The store stage of a tile pipeline: C tiles ca and cb to cbuf[at:] and cbuf[at + 256:]
     (a[0] is cbuf)."""
@@ -85,12 +115,12 @@ def pair_store(ca, cb, at):
 
 
 def pipeline(even, odd):
-    """An @inline run(isa, n, a) that takes units of tile work q = 0 .. n - 1 (block pairs
-    or group pairs) through three stages, each a unit behind the one before: issue (the
-    tile dots into C tiles), store (the C tiles to cbuf), floats (each token's float steps
-    on the stored sums). Units alternate between the C tiles and cbuf halves of even and
-    odd, triples (issue, store, floats) of @inline f(isa, q, a) with `a` the tile rows'
-    arrays. So the tile unit runs unit q + 2's dots while the core takes unit q's float
+    """An @inline run(isa, n, a, acc) -> acc that takes units of tile work q = 0 .. n - 1
+    (block pairs or group pairs) through three stages, each a unit behind the one before:
+    issue (the tile dots into C tiles), store (the C tiles to cbuf), floats (each token's
+    float steps on the stored sums). Units alternate between the C tiles and cbuf halves of
+    even and odd, triples (issue, store, floats) of @inline f(isa, q, a) with `a` the tile
+    rows' arrays (floats also takes and returns the tokens' sums, acc). So the tile unit runs unit q + 2's dots while the core takes unit q's float
     steps, and no tile store waits on a dot just issued nor a load on a tile store (back to
     back, the tile part and the float steps barely overlapped). Q4_0 4096x4096 x 512 tokens,
     one thread: 423 GOP/s (median of 5 runs) against 410 back to back."""
@@ -98,7 +128,7 @@ def pipeline(even, odd):
     issue_o, store_o, floats_o = odd
 
     @inline
-    def run(isa, n, a):
+    def run(isa, n, a, acc):
         if n > 0:
             issue_e(isa, 0, a)
         if n > 1:
@@ -110,38 +140,44 @@ def pipeline(even, odd):
                 store_o(isa, q + 1, a)
             if q + 2 < n:
                 issue_e(isa, q + 2, a)
-            floats_e(isa, q, a)
+            acc = floats_e(isa, q, a, acc)
             if q + 1 < n:
                 if q + 2 < n:
                     store_e(isa, q + 2, a)
                 if q + 3 < n:
                     issue_o(isa, q + 3, a)
-                floats_o(isa, q + 1, a)
+                acc = floats_o(isa, q + 1, a, acc)
+        return acc
 
     return run
 
 
 def legacy_tile_rows(offset, has_m):
-    """`rows` (module doc) with tile_dots.legacy_shape's arithmetic, the tokens' sums in
-    fbuf (16 tokens x 16 rows). With a code offset (Q4_0's 8), sign_codes has taken it off
+    """`rows` (module doc) with tile_dots.legacy_shape's arithmetic, the 16 tokens' sums
+    in registers (in fbuf, their loads and stores took 5-8 % longer). With a code offset (Q4_0's 8), sign_codes has taken it off
     the unpacked codes, so the tile dot is signed by signed (tdpbssd) and its sums need no
     correction: the same integers, 2 uops a token fewer."""
     dot = tile_dot_ss if offset else tile_dot_su
 
     @inline
-    def block_floats(isa, floats_row, b, gd, gs, cbuf, first, fbuf):
+    def token_floats(i, f, args):
+        isa, d, m, xd, xs, cbuf, first = args
+        if has_m:
+            f = fma(m, splat_f32(isa, xs[i, 0]), f)
+        s = load_i32(isa, cbuf, first + 16 * i)
+        return fma(to_f32(s), d * xd[i], f)
+
+    every_token = token_map(token_floats, TOKENS)
+
+    @inline
+    def block_floats(isa, floats_row, b, gd, gs, cbuf, first, acc):
         d, m = load_f32(isa, floats_row, 32 * b), load_f32(isa, floats_row, 32 * b + 16)
-        xd, xs = gd[b], gs[b]
-        for i in range(TOKENS):
-            f = load_f32(isa, fbuf, 16 * i)
-            if has_m:
-                f = fma(m, splat_f32(isa, xs[i, 0]), f)
-            s = load_i32(isa, cbuf, first + 16 * i)
-            store_f32(fbuf, 16 * i, fma(to_f32(s), d * xd[i], f))
+        return every_token(0, acc, (isa, d, m, gd[b], gs[b], cbuf, first))
 
     def block_pair(ca, cb, at):
         """The pipeline stages of block pair q (blocks 2q, 2q + 1) on tiles ca, cb and
-        cbuf[at:]; a = (cbuf, codes_row, floats_row, gq, gd, gs, fbuf)."""
+        cbuf[at:]; a = (cbuf, codes_row, floats_row, gq, gd, gs); floats returns the
+        tokens' sums (acc) after the pair."""
 
         @inline
         def issue(isa, q, a):
@@ -156,10 +192,10 @@ def legacy_tile_rows(offset, has_m):
             dot(cb, A1, B1)
 
         @inline
-        def floats(isa, q, a):
-            cbuf, floats_row, gd, gs, fbuf = a[0], a[2], a[4], a[5], a[6]
-            block_floats(isa, floats_row, 2 * q, gd, gs, cbuf, at, fbuf)
-            block_floats(isa, floats_row, 2 * q + 1, gd, gs, cbuf, at + 256, fbuf)
+        def floats(isa, q, a, acc):
+            cbuf, floats_row, gd, gs = a[0], a[2], a[4], a[5]
+            acc = block_floats(isa, floats_row, 2 * q, gd, gs, cbuf, at, acc)
+            return block_floats(isa, floats_row, 2 * q + 1, gd, gs, cbuf, at + 256, acc)
 
         return issue, pair_store(ca, cb, at), floats
 
@@ -169,9 +205,8 @@ def legacy_tile_rows(offset, has_m):
     def rows(isa, codes_row, groups_row, floats_row, gq, gd, gs, gsum, cbuf, fbuf, out, tok, col):
         n_blocks = gq.shape[0]
         z = zeros_f32(isa)
-        for i in range(TOKENS):
-            store_f32(fbuf, 16 * i, z)
-        pairs(isa, n_blocks // 2, (cbuf, codes_row, floats_row, gq, gd, gs, fbuf))
+        acc = (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
+        acc = pairs(isa, n_blocks // 2, (cbuf, codes_row, floats_row, gq, gd, gs), acc)
         if n_blocks % 2:  # an odd last block alone, every pair done
             b = n_blocks - 1
             tile_zero(C0)
@@ -179,9 +214,8 @@ def legacy_tile_rows(offset, has_m):
             tile_load(B0, codes_row, PER_BLOCK * b, 64)
             dot(C0, A0, B0)
             tile_store(C0, cbuf, 0, 64)
-            block_floats(isa, floats_row, b, gd, gs, cbuf, 0, fbuf)
-        for i in range(TOKENS):
-            store_f32(out[tok + i], col, load_f32(isa, fbuf, 16 * i))
+            acc = block_floats(isa, floats_row, b, gd, gs, cbuf, 0, acc)
+        store_rows(0, acc, (out, tok, col))
 
     return rows
 
@@ -218,7 +252,7 @@ def q4_k_tile_rows():
             tile_dot_su(cb, A1, B1)
 
         @inline
-        def floats(isa, q, a):
+        def floats(isa, q, a, acc):
             cbuf, groups_row, floats_row, gd, gsum, fbuf = a[0], a[2], a[3], a[5], a[6], a[7]
             b, g0 = q // 4, 2 * (q % 4)
             d, dm = load_f32(isa, floats_row, 32 * b), load_f32(isa, floats_row, 32 * b + 16)
@@ -235,6 +269,7 @@ def q4_k_tile_rows():
                 store_f32(fbuf, 32 * i, fma(isum, d * xd[i], load_f32(isa, fbuf, 32 * i)))
                 fm = fma(msum, dm * xd[i], load_f32(isa, fbuf, 32 * i + 16))
                 store_f32(fbuf, 32 * i + 16, fm)
+            return acc
 
         return issue, pair_store(ca, cb, at), floats
 
@@ -247,7 +282,7 @@ def q4_k_tile_rows():
             store_f32(fbuf, 32 * i, z)
             store_f32(fbuf, 32 * i + 16, z)
         a = (cbuf, codes_row, groups_row, floats_row, gq, gd, gsum, fbuf)
-        pairs(isa, 4 * gq.shape[0], a)  # 4 group pairs per super-block
+        pairs(isa, 4 * gq.shape[0], a, 0)  # 4 group pairs per super-block
         for i in range(TOKENS):
             store_f32(
                 out[tok + i], col, load_f32(isa, fbuf, 32 * i) - load_f32(isa, fbuf, 32 * i + 16)
