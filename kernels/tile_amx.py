@@ -23,14 +23,19 @@ import numpy as np
 from .amx import tile_dot_ss, tile_dot_su, tile_load, tile_store, tile_zero
 from .inline import inline
 from .simd import (
+    bits_f32,
     fma,
     load_f32,
     load_i32,
     splat_f32,
+    splat_i32,
     store_f32,
+    store_i32,
     to_f32,
     zeros_f32,
+    zeros_i32,
 )
+from .simd_dot import dot_i16
 
 TOKENS = 16  # tokens per tile dot: the rows of tiles A and C
 PER_BLOCK = 8 * 16  # unpacked code words per 32-weight tile block
@@ -48,14 +53,17 @@ def aligned_empty(n, dtype):
 
 
 @inline
-def rows_config():
+def rows_config(k_bytes):
     """The tile configuration (amx.config_tiles' bytes) of the tile rows, built in Numba
-    code: C 16 rows of 64 bytes (16 int32 sums), A 16 rows of 32 bytes (a block of 16
-    tokens' int8 activations), B 8 rows of 64 bytes (the 16 weight rows' 8 code words)."""
+    code: C 16 rows of 64 bytes (16 int32 sums), A 16 rows of k_bytes (32: a block of 16
+    tokens' int8 activations; 64 for the folded k-quants), B k_bytes / 4 rows of 64 bytes
+    (the 16 weight rows' code words)."""
     cfg = np.zeros(64, np.uint8)
     cfg[0] = 1  # palette 1
-    for t, rows, n_bytes in ((C0, 16, 64), (A0, 16, 32), (B0, 8, 64), (C1, 16, 64),
-                             (A1, 16, 32), (B1, 8, 64), (C2, 16, 64), (C3, 16, 64)):  # fmt: skip
+    k_rows = k_bytes // 4
+    for t, rows, n_bytes in ((C0, 16, 64), (A0, 16, k_bytes), (B0, k_rows, 64), (C1, 16, 64),
+                             (A1, 16, k_bytes), (B1, k_rows, 64), (C2, 16, 64),
+                             (C3, 16, 64)):  # fmt: skip
         cfg[16 + 2 * t] = n_bytes
         cfg[48 + t] = rows
     return cfg
@@ -265,7 +273,8 @@ def q4_k_tile_rows():
             for i in range(TOKENS):
                 c1 = to_f32(load_i32(isa, cbuf, at + 256 + 16 * i)) * s1
                 isum = fma(to_f32(load_i32(isa, cbuf, at + 16 * i)), s0, c1)
-                msum = fma(m0, splat_f32(isa, sums[i, g0]), m1 * splat_f32(isa, sums[i, g0 + 1]))
+                x0 = bits_f32(splat_i32(isa, sums[i, g0]))  # float sums, as int32 bits
+                msum = fma(m0, x0, m1 * bits_f32(splat_i32(isa, sums[i, g0 + 1])))
                 store_f32(fbuf, 32 * i, fma(isum, d * xd[i], load_f32(isa, fbuf, 32 * i)))
                 fm = fma(msum, dm * xd[i], load_f32(isa, fbuf, 32 * i + 16))
                 store_f32(fbuf, 32 * i + 16, fm)
@@ -287,5 +296,121 @@ def q4_k_tile_rows():
             store_f32(
                 out[tok + i], col, load_f32(isa, fbuf, 32 * i) - load_f32(isa, fbuf, 32 * i + 16)
             )
+
+    return rows
+
+
+# ------------------------------------------------------------ k-quants with folded scales
+# Q2_K's and Q3_K's group scales are small enough to multiply into their codes: scale *
+# code fits a byte (Q2_K 0..45; Q3_K's signed -s * (u - 4), -128..124, negated as s * (u -
+# 4) reaches 128). A super-block's tile dots then sum its whole scaled integer sum into one
+# C tile (four dots of 64 weights), where the other tile rows need a tile store and float
+# steps per 32-weight block or group: 256 weights per store.
+
+LOW16 = np.int32(0xFFFF)
+EVEN_BYTES = np.int32(0x00FF00FF)
+
+
+def fold_scales(negated):
+    """An @inline fold(isa, codes_row, groups_row) for a tile row unpacked by tile_dots'
+    k-quant unpacker (per super-block 1024 code words, word k of the 16 rows at 16 k; scale
+    and minimum of 16-weight group g at 16 g and 256 + 16 g of its 512 group words): each
+    code byte times its group's scale (negated: the signed code byte u - 4, times -scale),
+    and the minimums packed in pairs (g = 2j, 2j + 1 as int16 halves) at 16 j, in place.
+
+    Negated, per 16-bit half of the even and odd bytes: s (4 - u) + 256 = (s + 32)(16 - u)
+    - 12 (s + 32) + 32 u + 128, every term of which stays in its half (0 .. 1008 before
+    the constant, 128 .. 380 after), so one int32 multiply gives two bytes."""
+
+    @inline
+    def fold_word(isa, w, s):
+        if not negated:
+            return w * s  # every byte at most 3 * 15: no carries
+        s32 = s + np.int32(32)
+        c = (splat_i32(isa, np.int32(128)) - s32 * np.int32(12)) * np.int32(0x00010001)
+        top = splat_i32(isa, np.int32(0x00100010))
+        even, odd = w & EVEN_BYTES, (w >> 8) & EVEN_BYTES
+        g_even = (top - even) * s32 + (even << 5) + c
+        g_odd = (top - odd) * s32 + (odd << 5) + c
+        return (g_even & EVEN_BYTES) | ((g_odd & EVEN_BYTES) << 8)
+
+    @inline
+    def fold(isa, codes_row, groups_row):
+        for b in range(groups_row.size // 512):
+            codes, groups = 1024 * b, 512 * b
+            for k in range(64):
+                w = load_i32(isa, codes_row, codes + 16 * k)
+                s = load_i32(isa, groups_row, groups + 16 * (k // 4))
+                store_i32(codes_row, codes + 16 * k, fold_word(isa, w, s))
+            for j in range(8):  # after the scales are read: the pairs take their place
+                lo = load_i32(isa, groups_row, groups + 256 + 32 * j)
+                hi = load_i32(isa, groups_row, groups + 272 + 32 * j)
+                store_i32(groups_row, groups + 16 * j, (lo & LOW16) | (hi << 16))
+
+    return fold
+
+
+def folded_tile_rows(negated):
+    """`rows` (module doc) for a k-quant whose scales fold_scales has multiplied into the
+    codes, in the order of tile_quads.kquant_quad_shape (neither split_min nor
+    tiled_order): per super-block, four tile dots of 64 weights into one C tile (A: the 16
+    tokens' 64 bytes, 256 bytes apart in the group-major rows; B: 16 code words of the 16
+    rows), giving each token's scaled sum isum (negated: msum - isum); per token, the
+    minimums' sum msum (8 vpdpwssd: the packed minimum pairs by gsum's packed pairs of
+    16-weight activation sums), then f = fma(isum, d * xd, f) and fma(msum, dm * -xd, f), as
+    there (f in registers). The tiles are configured with 64-byte A rows (rows_config(64))."""
+
+    @inline
+    def token_floats(i, f, args):
+        isa, cbuf, at, groups_row, first, d, dm, xd, sums = args
+        msum = zeros_i32(isa)
+        for j in range(8):
+            pair = load_i32(isa, groups_row, first + 16 * j)
+            msum = dot_i16(isa, msum, pair, splat_i32(isa, sums[i, j]))
+        c = load_i32(isa, cbuf, at + 16 * i)
+        isum = msum - c if negated else c
+        f = fma(to_f32(isum), d * xd[i], f)
+        return fma(to_f32(msum), dm * (-xd[i]), f)
+
+    every_token = token_map(token_floats, TOKENS)
+
+    def super_block(c, at):
+        """The pipeline stages of super-block q on tile c and cbuf[at:]; a = (cbuf,
+        codes_row, groups_row, floats_row, gq, gd, gsum)."""
+
+        @inline
+        def issue(isa, q, a):
+            codes_row, gq = a[1], a[4]
+            tile_zero(c)
+            for h in range(2):  # 64 weights a dot, alternating tiles so loads overlap dots
+                tile_load(A0, gq[q], 32 * h, 256)
+                tile_load(B0, codes_row, 1024 * q + 512 * h, 64)
+                tile_dot_ss(c, A0, B0)
+                tile_load(A1, gq[q], 32 * h + 16, 256)
+                tile_load(B1, codes_row, 1024 * q + 512 * h + 256, 64)
+                tile_dot_ss(c, A1, B1)
+
+        @inline
+        def store(isa, q, a):
+            tile_store(c, a[0], at, 64)
+
+        @inline
+        def floats(isa, q, a, acc):
+            cbuf, groups_row, floats_row, gd, gsum = a[0], a[2], a[3], a[5], a[6]
+            d, dm = load_f32(isa, floats_row, 32 * q), load_f32(isa, floats_row, 32 * q + 16)
+            args = (isa, cbuf, at, groups_row, 512 * q, d, dm, gd[q], gsum[q])
+            return every_token(0, acc, args)
+
+        return issue, store, floats
+
+    blocks = pipeline(super_block(C0, 0), super_block(C1, 256))
+
+    @inline
+    def rows(isa, codes_row, groups_row, floats_row, gq, gd, gs, gsum, cbuf, fbuf, out, tok, col):
+        z = zeros_f32(isa)
+        acc = (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
+        a = (cbuf, codes_row, groups_row, floats_row, gq, gd, gsum)
+        acc = blocks(isa, gq.shape[0], a, acc)
+        store_rows(0, acc, (out, tok, col))
 
     return rows

@@ -23,10 +23,12 @@ from .tile_dots import (
     DOTS_TILES,
     DOTS_UNPACKED,
     DOTS_UNPACKED_GEMM,
+    FOLDS,
     LEGACY_OFFSETS,
     ROW_UNPACKERS,
     SPLIT_MIN,
     SPLIT_SUMS,
+    TILE_K_BYTES,
     TILE_ROW_WORDS,
     UNPACKERS,
     VnniOr,
@@ -306,32 +308,40 @@ has_tile_shape = _has_shape(DOTS_TILES, "Whether qtype's unpacked blocks have an
 
 @intrinsic
 def tile_row_words(typingctx, qtype):
-    """(code words, group words) a tile block of qtype unpacks to for the AMX tile rows
-    (tile_amx), as compile-time constants."""
+    """(code words, group words, activation bytes per tile dot) of a tile block of qtype
+    unpacked for the AMX tile rows (tile_amx), as compile-time constants."""
     if not isinstance(qtype, StaticType):
         return None
     codes, groups = TILE_ROW_WORDS.get(qtype.value, (0, 0))
+    values = (codes, groups, TILE_K_BYTES.get(qtype.value, 32))
 
     def codegen(context, builder, signature, args):
         return context.make_tuple(builder, signature.return_type,
-                                  [context.get_constant(types.intp, v) for v in (codes, groups)])  # fmt: skip
+                                  [context.get_constant(types.intp, v) for v in values])  # fmt: skip
 
-    return types.UniTuple(types.intp, 2)(qtype), codegen
+    return types.UniTuple(types.intp, 3)(qtype), codegen
 
 
-def tile_codes_signed(qtype, codes_row):
-    """The unpacked codes of a tile row as the AMX shape reads them (tile_amx.sign_codes
-    for types with a code offset)."""
+def tile_row_finish(qtype, isa, codes_row, groups_row):
+    """The unpacked tile row as its AMX shape reads it: tile_amx.sign_codes for types with
+    a code offset, tile_amx.fold_scales for the k-quants whose scales fold into the codes."""
     raise NotImplementedError("only callable from Numba code")
 
 
-@overload(tile_codes_signed, inline="always")
-def _tile_codes_signed(qtype, codes_row):
+@overload(tile_row_finish, inline="always")
+def _tile_row_finish(qtype, isa, codes_row, groups_row):
     if not _known(qtype):
         return None
     offset = LEGACY_OFFSETS.get(qtype.value, 0)
+    if qtype.value in FOLDS:
+        fold = FOLDS[qtype.value]
 
-    def impl(qtype, codes_row):
+        def impl(qtype, isa, codes_row, groups_row):
+            fold(isa, codes_row, groups_row)
+
+        return impl
+
+    def impl(qtype, isa, codes_row, groups_row):
         if offset:
             sign_codes(codes_row, codes_row.size, offset)
 

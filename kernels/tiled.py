@@ -66,13 +66,13 @@ from .tile_dispatch import (
     has_pair_shape,
     has_row_shape,
     has_tile_shape,
-    tile_codes_signed,
     tile_dot,
     tile_dot_row,
     tile_dot_unpacked,
     tile_dot_unpacked_gemm,
     tile_dot_unpacked_pair,
     tile_dot_unpacked_quad,
+    tile_row_finish,
     tile_row_words,
     tile_rows_tiles,
     tile_unpack,
@@ -80,6 +80,7 @@ from .tile_dispatch import (
 )
 from .tile_dots import (
     DOTS_QUAD,
+    FOLDED_SCALES,
     ROW_CODES,
     ROW_FLOATS,
     UNPACKED_CODES,
@@ -208,11 +209,13 @@ def block_major(xq32, xd, xs, xsum, wanted):
 
 
 @inline
-def group_major(xq32, xd, xs, xsum, n_groups):
+def group_major(xq32, xd, xs, xsum, n_groups, packed):
     """The first 16 * n_groups tokens' activations regrouped for the AMX tile rows
     (tile_amx): (n_groups, n_blocks, 16, ...), so that a group's pass over a tile row reads
     them in order, each block's 16 x 32 bytes one tile load (block-major, a group's blocks
-    lay a page apart: 128 pages per pass at 4096 weights)."""
+    lay a page apart: 128 pages per pass at 4096 weights). For 256-weight blocks, gsum
+    holds 8 words per block: with `packed` the 16-weight activation sums in pairs (int16
+    halves, as block_major pairs them), else the 32-weight sums as float32 bits."""
     n_blocks = xd.shape[1]
     words, n_xs = xq32.shape[1] // n_blocks, xs.shape[1] // n_blocks
     n_pairs = 8 if xsum.shape[1] == 16 * n_blocks else 0  # 256-blocks: sums of 32
@@ -220,7 +223,7 @@ def group_major(xq32, xd, xs, xsum, n_groups):
     gq = aligned_empty(n * words, np.int32)  # tile loads
     gd = np.empty(n, np.float32)
     gs = np.empty(n * n_xs, xs.dtype)
-    gsum = np.empty((n, n_pairs), np.float32)
+    gsum = np.empty((n, n_pairs), np.int32)
     q, s = xq32.ravel(), xs.ravel()
     for t in range(n_groups * TOKENS):
         g, i = t // TOKENS, t % TOKENS
@@ -229,8 +232,12 @@ def group_major(xq32, xd, xs, xsum, n_groups):
             copy_elements(gq, k * words, q, (t * n_blocks + b) * words, words)
             copy_elements(gs, k * n_xs, s, (t * n_blocks + b) * n_xs, n_xs)
             gd[k] = xd[t, b]
-            for j in range(n_pairs):  # exact: |sum| <= 32 * 127
-                gsum[k, j] = xsum[t, b * 16 + 2 * j] + xsum[t, b * 16 + 2 * j + 1]
+            for j in range(n_pairs):
+                lo, hi = xsum[t, b * 16 + 2 * j], xsum[t, b * 16 + 2 * j + 1]
+                if packed:  # |sum| <= 16 * 127: fits int16
+                    gsum[k, j] = (lo & 0xFFFF) | (hi << 16)
+                else:  # exact: |sum| <= 32 * 127
+                    gsum[k, j] = np.int32(f32_to_bits(np.float32(lo + hi)))
     shape = (n_groups, n_blocks, TOKENS)
     return (gq.reshape(shape + (words,)), gd.reshape(shape), gs.reshape(shape + (n_xs,)),
             gsum.reshape(shape + (n_pairs,)))  # fmt: skip
@@ -251,6 +258,7 @@ def batch_task(isa, qtype, xs_dtype):
     # constants, Numba prunes what a type and isa do not run, unread
     quads = qtype.value in DOTS_QUAD and isa.value[0] in VNNI_NAMES
     gemm_singles = not quads
+    folded = qtype.value in FOLDED_SCALES  # (AMX tile rows: activation sums paired)
 
     @cfunc(TASK_SIG, cache=True)
     def task(args, dims, steps, data):
@@ -269,11 +277,11 @@ def batch_task(isa, qtype, xs_dtype):
         # 32 tokens 757 / 607, 512 tokens 909 / 601)
         tiles = has_tile_shape(qtype) and has_tiles(isa) and n_tok >= 2 * TOKENS
         n_tiled = n_tok - n_tok % TOKENS if tiles else 0  # tokens on AMX tiles
-        gq, gd, gs, gsum = group_major(xq32, xd, xs, xsum, n_tiled // TOKENS)
+        gq, gd, gs, gsum = group_major(xq32, xd, xs, xsum, n_tiled // TOKENS, folded)
         bq, bd, bs, bsum = block_major(xq32, xd, xs, xsum, quads and n_tiled < n_tok)
         cbuf = aligned_empty(4 * TOKENS * 16, np.int32)  # tile dots' sums (tile_amx)
         # the tile rows of a pass, unpacked whole (n_codes 64-byte aligned words per row)
-        row_codes, row_groups = tile_row_words(qtype)
+        row_codes, row_groups, k_bytes = tile_row_words(qtype)
         n_codes = n_blocks * row_codes if tiles else 0
         codes_flat = aligned_empty(ROWS_PER_PASS * n_codes, np.int32)
         codes_rows = codes_flat.reshape((ROWS_PER_PASS, n_codes))
@@ -281,7 +289,7 @@ def batch_task(isa, qtype, xs_dtype):
         floats_rows = np.empty((ROWS_PER_PASS, n_blocks * 32 if tiles else 0), np.float32)
         fbuf = np.empty(TOKENS * 32, np.float32)  # tokens' sums (tile_amx, Q4_K)
         if tiles:
-            config_tiles(rows_config())
+            config_tiles(rows_config(k_bytes))
         for t0 in range(first, first + count, ROWS_PER_PASS):
             n_rows = min(ROWS_PER_PASS, first + count - t0)
             for k in range(n_rows if tiles else 0):
@@ -289,7 +297,7 @@ def batch_task(isa, qtype, xs_dtype):
                     tile_unpack(qtype, isa, quants, scales, halves, (t0 + k) * n_blocks + b, 0,
                                 codes_rows[k, b * row_codes:], groups_rows[k, b * row_groups:],
                                 floats_rows[k, b * 32:])  # fmt: skip
-                tile_codes_signed(qtype, codes_rows[k])
+                tile_row_finish(qtype, isa, codes_rows[k], groups_rows[k])
             for g in range(n_tiled // TOKENS):  # each group's activations once per pass
                 for k in range(n_rows):
                     tile_rows_tiles(qtype, isa, codes_rows[k], groups_rows[k], floats_rows[k],

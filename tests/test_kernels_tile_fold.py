@@ -1,0 +1,68 @@
+"""Q2_K's and Q3_K's AMX tile rows multiply each group's scale into its codes when a tile row
+is unpacked (tile_amx.fold_scales): every code a super-block can hold, times every scale,
+must give the byte the tile dot reads, and the minimums their int16 pairs."""
+
+import numpy as np
+import pytest
+from kernel_bounds import ISAS
+from numba import njit
+
+from llamba.kernels.cpu_features import isa_token
+from llamba.kernels.tile_amx import fold_scales
+
+FOLD_Q2_K, FOLD_Q3_K = fold_scales(False), fold_scales(True)
+
+
+@njit
+def fold_q2_k(isa, codes, groups):
+    FOLD_Q2_K(isa, codes, groups)
+
+
+@njit
+def fold_q3_k(isa, codes, groups):
+    FOLD_Q3_K(isa, codes, groups)
+
+
+def unpacked_super_block(code_values: int, scales: np.ndarray, mins: np.ndarray):
+    """One super-block as tile_dots' k-quant unpacker lays it out: code byte j of word k
+    (k = 4 g + i, group g) of row n at byte 4 (16 k + n) + j, cycling through every code so
+    each (group, row) holds them all; scale and minimum of group g, row n at 16 g + n and
+    256 + 16 g + n."""
+    k, n, j = np.meshgrid(np.arange(64), np.arange(16), np.arange(4), indexing="ij")
+    code_bytes = ((4 * k + j + n) % code_values).astype(np.uint8)  # (word, row, byte)
+    groups = np.concatenate([scales.ravel(), mins.ravel()]).astype(np.int32)
+    return code_bytes, code_bytes.reshape(-1).view(np.int32).copy(), groups
+
+
+def expected_pairs(mins: np.ndarray) -> np.ndarray:
+    """(8, 16): groups 2j and 2j + 1's minimums as the low and high int16 of a word."""
+    low = mins[0::2].astype(np.int64) & 0xFFFF
+    return (low | (mins[1::2].astype(np.int64) << 16)).astype(np.int64).astype(np.int32)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_q3_k_codes_take_their_negated_signed_scale(isa):
+    """Q3_K: code u (stored + 4) and scale s in -32 .. 31 give the byte -s (u - 4), which
+    fits a signed byte even at u = 0, s = -32 (where s (u - 4) is 128)."""
+    scales = (np.arange(256).reshape(16, 16) % 64 - 32).astype(np.int32)  # every scale
+    mins = scales << 2  # Q3_K's "minimums": the code offset times the scale
+    code_bytes, codes, groups = unpacked_super_block(8, scales, mins)
+    fold_q3_k(isa_token(isa), codes, groups)
+    u = code_bytes.astype(np.int64)
+    s = scales[np.arange(64) // 4][:, :, None]  # (word, row, 1): the word's group's scale
+    want = (-s * (u - 4)).astype(np.int8)
+    np.testing.assert_array_equal(codes.view(np.int8).reshape(64, 16, 4), want)
+    np.testing.assert_array_equal(groups[:128].reshape(8, 16), expected_pairs(mins))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_q2_k_codes_take_their_scale(isa):
+    """Q2_K: code u in 0 .. 3 and scale s in 0 .. 15 give the byte s u (at most 45)."""
+    scales = (np.arange(256).reshape(16, 16) % 16).astype(np.int32)
+    mins = (np.arange(256).reshape(16, 16) * 7 % 16).astype(np.int32)
+    code_bytes, codes, groups = unpacked_super_block(4, scales, mins)
+    fold_q2_k(isa_token(isa), codes, groups)
+    s = scales[np.arange(64) // 4][:, :, None]
+    want = (s * code_bytes).astype(np.int8)
+    np.testing.assert_array_equal(codes.view(np.int8).reshape(64, 16, 4), want)
+    np.testing.assert_array_equal(groups[:128].reshape(8, 16), expected_pairs(mins))
