@@ -305,27 +305,35 @@ def q4_k_tile_rows():
 # code fits a byte (Q2_K 0..45; Q3_K's signed -s * (u - 4), -128..124, negated as s * (u -
 # 4) reaches 128). A super-block's tile dots then sum its whole scaled integer sum into one
 # C tile (four dots of 64 weights), where the other tile rows need a tile store and float
-# steps per 32-weight block or group: 256 weights per store.
+# steps per 32-weight block or group: 256 weights per store. Q5_K's 6-bit scales split in
+# two 3-bit halves (s = 8 hi + lo), each times a 5-bit code at most 217: two sets of codes
+# and two C tiles, isum = 8 C_hi + C_lo.
 
 LOW16 = np.int32(0xFFFF)
 EVEN_BYTES = np.int32(0x00FF00FF)
+PLAIN, NEGATED, SPLIT = 0, 1, 2  # how a type's scales fold (FOLDED_SCALES in tile_dots)
 
 
-def fold_scales(negated):
+def fold_scales(kind, group_words):
     """An @inline fold(isa, codes_row, groups_row) for a tile row unpacked by tile_dots'
-    k-quant unpacker (per super-block 1024 code words, word k of the 16 rows at 16 k; scale
-    and minimum of 16-weight group g at 16 g and 256 + 16 g of its 512 group words): each
-    code byte times its group's scale (negated: the signed code byte u - 4, times -scale),
-    and the minimums packed in pairs (g = 2j, 2j + 1 as int16 halves) at 16 j, in place.
+    k-quant unpacker (per super-block 1024 code words, word k of the 16 rows at 16 k, in a
+    stretch of 1024 (2048 if SPLIT); scale and minimum of group g (group_words words) at
+    16 g and 256 + 16 g of its 512 group words): each code byte times its group's scale
+    (NEGATED: the signed code byte u - 4, times -scale; SPLIT: times the scale's low 3
+    bits, and again times its high 3 bits into the second 1024 words), and the minimums
+    packed in int16 pairs (16-weight groups 2j and 2j + 1, or a 32-weight group j twice,
+    as tile_quads.kquant_quad_shape pairs them) at 16 j, in place.
 
     Negated, per 16-bit half of the even and odd bytes: s (4 - u) + 256 = (s + 32)(16 - u)
     - 12 (s + 32) + 32 u + 128, every term of which stays in its half (0 .. 1008 before
     the constant, 128 .. 380 after), so one int32 multiply gives two bytes."""
+    codes_per_block = 2048 if kind == SPLIT else 1024
+    two_groups = group_words == 4  # 16-weight groups: a pair is two of them
 
     @inline
     def fold_word(isa, w, s):
-        if not negated:
-            return w * s  # every byte at most 3 * 15: no carries
+        if kind != NEGATED:
+            return w * s  # every byte at most 3 * 15, or 31 * 7: no carries
         s32 = s + np.int32(32)
         c = (splat_i32(isa, np.int32(128)) - s32 * np.int32(12)) * np.int32(0x00010001)
         top = splat_i32(isa, np.int32(0x00100010))
@@ -337,28 +345,39 @@ def fold_scales(negated):
     @inline
     def fold(isa, codes_row, groups_row):
         for b in range(groups_row.size // 512):
-            codes, groups = 1024 * b, 512 * b
+            codes, groups = codes_per_block * b, 512 * b
             for k in range(64):
                 w = load_i32(isa, codes_row, codes + 16 * k)
-                s = load_i32(isa, groups_row, groups + 16 * (k // 4))
+                s = load_i32(isa, groups_row, groups + 16 * (k // group_words))
+                if kind == SPLIT:
+                    store_i32(codes_row, codes + 1024 + 16 * k, w * (s >> 3))
+                    s = s & np.int32(7)
                 store_i32(codes_row, codes + 16 * k, fold_word(isa, w, s))
             for j in range(8):  # after the scales are read: the pairs take their place
-                lo = load_i32(isa, groups_row, groups + 256 + 32 * j)
-                hi = load_i32(isa, groups_row, groups + 272 + 32 * j)
+                if two_groups:
+                    lo = load_i32(isa, groups_row, groups + 256 + 32 * j)
+                    hi = load_i32(isa, groups_row, groups + 272 + 32 * j)
+                else:
+                    lo = hi = load_i32(isa, groups_row, groups + 256 + 16 * j)
                 store_i32(groups_row, groups + 16 * j, (lo & LOW16) | (hi << 16))
 
     return fold
 
 
-def folded_tile_rows(negated):
+def folded_tile_rows(kind):
     """`rows` (module doc) for a k-quant whose scales fold_scales has multiplied into the
     codes, in the order of tile_quads.kquant_quad_shape (neither split_min nor
     tiled_order): per super-block, four tile dots of 64 weights into one C tile (A: the 16
     tokens' 64 bytes, 256 bytes apart in the group-major rows; B: 16 code words of the 16
-    rows), giving each token's scaled sum isum (negated: msum - isum); per token, the
+    rows; SPLIT: four more, with the same A tiles, into a second C tile), giving each
+    token's scaled sum isum (NEGATED: msum - isum; SPLIT: 8 C_hi + C_lo); per token, the
     minimums' sum msum (8 vpdpwssd: the packed minimum pairs by gsum's packed pairs of
     16-weight activation sums), then f = fma(isum, d * xd, f) and fma(msum, dm * -xd, f), as
-    there (f in registers). The tiles are configured with 64-byte A rows (rows_config(64))."""
+    there (f in registers). The tiles are configured with 64-byte A rows (rows_config(64)).
+    Codes are unsigned but NEGATED's, so SPLIT's dots are signed by unsigned."""
+    split = kind == SPLIT
+    dot = tile_dot_su if split else tile_dot_ss  # (Q2_K's codes fit either)
+    n_codes = 2048 if split else 1024
 
     @inline
     def token_floats(i, f, args):
@@ -368,31 +387,45 @@ def folded_tile_rows(negated):
             pair = load_i32(isa, groups_row, first + 16 * j)
             msum = dot_i16(isa, msum, pair, splat_i32(isa, sums[i, j]))
         c = load_i32(isa, cbuf, at + 16 * i)
-        isum = msum - c if negated else c
+        if split:
+            isum = (load_i32(isa, cbuf, at + 256 + 16 * i) << 3) + c
+        else:
+            isum = msum - c if kind == NEGATED else c
         f = fma(to_f32(isum), d * xd[i], f)
         return fma(to_f32(msum), dm * (-xd[i]), f)
 
     every_token = token_map(token_floats, TOKENS)
 
-    def super_block(c, at):
-        """The pipeline stages of super-block q on tile c and cbuf[at:]; a = (cbuf,
-        codes_row, groups_row, floats_row, gq, gd, gsum)."""
+    def super_block(c, c_hi, at):
+        """The pipeline stages of super-block q on tile c (and c_hi) and cbuf[at:]; a =
+        (cbuf, codes_row, groups_row, floats_row, gq, gd, gsum)."""
 
         @inline
         def issue(isa, q, a):
             codes_row, gq = a[1], a[4]
             tile_zero(c)
+            if split:
+                tile_zero(c_hi)
             for h in range(2):  # 64 weights a dot, alternating tiles so loads overlap dots
+                first = n_codes * q + 512 * h
                 tile_load(A0, gq[q], 32 * h, 256)
-                tile_load(B0, codes_row, 1024 * q + 512 * h, 64)
-                tile_dot_ss(c, A0, B0)
+                tile_load(B0, codes_row, first, 64)
+                dot(c, A0, B0)
+                if split:
+                    tile_load(B0, codes_row, first + 1024, 64)
+                    dot(c_hi, A0, B0)
                 tile_load(A1, gq[q], 32 * h + 16, 256)
-                tile_load(B1, codes_row, 1024 * q + 512 * h + 256, 64)
-                tile_dot_ss(c, A1, B1)
+                tile_load(B1, codes_row, first + 256, 64)
+                dot(c, A1, B1)
+                if split:
+                    tile_load(B1, codes_row, first + 1280, 64)
+                    dot(c_hi, A1, B1)
 
         @inline
         def store(isa, q, a):
             tile_store(c, a[0], at, 64)
+            if split:
+                tile_store(c_hi, a[0], at + 256, 64)
 
         @inline
         def floats(isa, q, a, acc):
@@ -403,7 +436,7 @@ def folded_tile_rows(negated):
 
         return issue, store, floats
 
-    blocks = pipeline(super_block(C0, 0), super_block(C1, 256))
+    blocks = pipeline(super_block(C0, C1, 0), super_block(C2, C3, 512))
 
     @inline
     def rows(isa, codes_row, groups_row, floats_row, gq, gd, gs, gsum, cbuf, fbuf, out, tok, col):

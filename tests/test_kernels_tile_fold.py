@@ -1,6 +1,6 @@
-"""Q2_K's and Q3_K's AMX tile rows multiply each group's scale into its codes when a tile row
-is unpacked (tile_amx.fold_scales): every code a super-block can hold, times every scale,
-must give the byte the tile dot reads, and the minimums their int16 pairs."""
+"""The AMX tile rows of Q2_K, Q3_K and Q5_K multiply each group's scale into its codes when
+a tile row is unpacked (tile_amx.fold_scales): every code a super-block can hold, times
+every scale, must give the bytes the tile dots read, and the minimums their int16 pairs."""
 
 import numpy as np
 import pytest
@@ -8,9 +8,13 @@ from kernel_bounds import ISAS
 from numba import njit
 
 from llamba.kernels.cpu_features import isa_token
-from llamba.kernels.tile_amx import fold_scales
+from llamba.kernels.tile_amx import NEGATED, PLAIN, SPLIT, fold_scales
 
-FOLD_Q2_K, FOLD_Q3_K = fold_scales(False), fold_scales(True)
+FOLD_Q2_K, FOLD_Q3_K, FOLD_Q5_K = (
+    fold_scales(PLAIN, 4),
+    fold_scales(NEGATED, 4),
+    fold_scales(SPLIT, 8),
+)
 
 
 @njit
@@ -21,6 +25,11 @@ def fold_q2_k(isa, codes, groups):
 @njit
 def fold_q3_k(isa, codes, groups):
     FOLD_Q3_K(isa, codes, groups)
+
+
+@njit
+def fold_q5_k(isa, codes, groups):
+    FOLD_Q5_K(isa, codes, groups)
 
 
 def unpacked_super_block(code_values: int, scales: np.ndarray, mins: np.ndarray):
@@ -66,3 +75,24 @@ def test_q2_k_codes_take_their_scale(isa):
     want = (s * code_bytes).astype(np.int8)
     np.testing.assert_array_equal(codes.view(np.int8).reshape(64, 16, 4), want)
     np.testing.assert_array_equal(groups[:128].reshape(8, 16), expected_pairs(mins))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_q5_k_codes_take_both_halves_of_their_scale(isa):
+    """Q5_K: code u in 0 .. 31 and 6-bit scale s give u (s % 8) in the first 1024 words and
+    u (s // 8) in the next (each at most 217); a 32-weight group's minimum fills both
+    halves of its pair."""
+    groups_8 = (np.arange(128).reshape(8, 16) % 64).astype(np.int32)  # every scale
+    scales = np.zeros((16, 16), np.int32)
+    scales[:8] = groups_8  # 8 groups of 32 weights: the unpacker's rows 8 .. 15 are unused
+    mins = np.zeros((16, 16), np.int32)
+    mins[:8] = (np.arange(128).reshape(8, 16) * 5 % 64).astype(np.int32)
+    code_bytes, codes, groups = unpacked_super_block(32, scales, mins)
+    codes = np.concatenate([codes, np.zeros(1024, np.int32)])  # room for the high halves
+    fold_q5_k(isa_token(isa), codes, groups)
+    s = groups_8[np.arange(64) // 8][:, :, None]
+    low, high = codes[:1024].view(np.uint8), codes[1024:].view(np.uint8)
+    np.testing.assert_array_equal(low.reshape(64, 16, 4), (s % 8) * code_bytes)
+    np.testing.assert_array_equal(high.reshape(64, 16, 4), (s // 8) * code_bytes)
+    pairs = (mins[:8].astype(np.int64) & 0xFFFF) | (mins[:8].astype(np.int64) << 16)
+    np.testing.assert_array_equal(groups[:128].reshape(8, 16), pairs.astype(np.int32))
