@@ -23,6 +23,7 @@ import numpy as np
 from .amx import tile_dot_ss, tile_dot_su, tile_load, tile_store, tile_zero
 from .inline import inline
 from .simd import (
+    ashr,
     bits_f32,
     fma,
     load_f32,
@@ -301,58 +302,67 @@ def q4_k_tile_rows():
 
 
 # ------------------------------------------------------------ k-quants with folded scales
-# Q2_K's and Q3_K's group scales are small enough to multiply into their codes: scale *
-# code fits a byte (Q2_K 0..45; Q3_K's signed -s * (u - 4), -128..124, negated as s * (u -
-# 4) reaches 128). A super-block's tile dots then sum its whole scaled integer sum into one
-# C tile (four dots of 64 weights), where the other tile rows need a tile store and float
-# steps per 32-weight block or group: 256 weights per store. Q5_K's 6-bit scales split in
-# two 3-bit halves (s = 8 hi + lo), each times a 5-bit code at most 217: two sets of codes
-# and two C tiles, isum = 8 C_hi + C_lo.
+# A k-quant's group scales can be multiplied into its codes where each product fits a byte:
+# a super-block's tile dots then sum its whole scaled integer sum into C tiles (four dots of
+# 64 weights each), where the other tile rows need a tile store and float steps per
+# 32-weight block or group. Q2_K: scale * code <= 45. Q3_K: -s * (u - 4), in -128..124
+# (negated, as s * (u - 4) reaches 128). Q5_K's 6-bit scales split in two 3-bit halves (s =
+# 8 hi + lo), each times a 5-bit code at most 217: two planes of codes and C tiles, isum = 8
+# C_1 + C_0. Q6_K's int8 scales in three base-8 digits of -3..4 (s = p0 + 8 p1 + 64 p2),
+# each times the signed code u - 32 in -128..124: three planes, isum = C_0 + 8 C_1 + 64 C_2.
 
 LOW16 = np.int32(0xFFFF)
 EVEN_BYTES = np.int32(0x00FF00FF)
-PLAIN, NEGATED, SPLIT = 0, 1, 2  # how a type's scales fold (FOLDED_SCALES in tile_dots)
+PLAIN, NEGATED, SPLIT, DIGITS = 0, 1, 2, 3  # how a type's scales fold (tile_dots.FOLDED_SCALES)
+PLANES = {PLAIN: 1, NEGATED: 1, SPLIT: 2, DIGITS: 3}  # folded copies of the codes
+
+
+@inline
+def offset_product(isa, w, p, offset):
+    """Each byte u of the words w as the signed byte (u - offset) * p (I32xN; where that fits
+    a byte): per 16-bit half of the even and odd bytes, p u + 256 - offset p, whose value
+    stays in 0 .. 65535 (so one int32 multiply gives two bytes, whatever the signs)."""
+    c = (splat_i32(isa, np.int32(256)) - p * offset) * np.int32(0x00010001)
+    even, odd = w & EVEN_BYTES, (w >> 8) & EVEN_BYTES
+    return ((even * p + c) & EVEN_BYTES) | (((odd * p + c) & EVEN_BYTES) << 8)
 
 
 def fold_scales(kind, group_words):
     """An @inline fold(isa, codes_row, groups_row) for a tile row unpacked by tile_dots'
-    k-quant unpacker (per super-block 1024 code words, word k of the 16 rows at 16 k, in a
-    stretch of 1024 (2048 if SPLIT); scale and minimum of group g (group_words words) at
-    16 g and 256 + 16 g of its 512 group words): each code byte times its group's scale
-    (NEGATED: the signed code byte u - 4, times -scale; SPLIT: times the scale's low 3
-    bits, and again times its high 3 bits into the second 1024 words), and the minimums
-    packed in int16 pairs (16-weight groups 2j and 2j + 1, or a 32-weight group j twice,
-    as tile_quads.kquant_quad_shape pairs them) at 16 j, in place.
-
-    Negated, per 16-bit half of the even and odd bytes: s (4 - u) + 256 = (s + 32)(16 - u)
-    - 12 (s + 32) + 32 u + 128, every term of which stays in its half (0 .. 1008 before
-    the constant, 128 .. 380 after), so one int32 multiply gives two bytes."""
-    codes_per_block = 2048 if kind == SPLIT else 1024
+    k-quant unpacker (per super-block 1024 code words, word k of the 16 rows at 16 k, at the
+    start of a stretch of 1024 per plane; scale and minimum of group g (group_words words)
+    at 16 g and 256 + 16 g of its 512 group words), in place: the codes times their group's
+    scale (module section above), plane after plane, and the minimums packed in int16
+    pairs (16-weight groups 2j and 2j + 1, or a 32-weight group j twice, as
+    tile_quads.kquant_quad_shape pairs them) at 16 j."""
+    n_codes = 1024 * PLANES[kind]
     two_groups = group_words == 4  # 16-weight groups: a pair is two of them
 
     @inline
-    def fold_word(isa, w, s):
-        if kind != NEGATED:
-            return w * s  # every byte at most 3 * 15, or 31 * 7: no carries
-        s32 = s + np.int32(32)
-        c = (splat_i32(isa, np.int32(128)) - s32 * np.int32(12)) * np.int32(0x00010001)
-        top = splat_i32(isa, np.int32(0x00100010))
-        even, odd = w & EVEN_BYTES, (w >> 8) & EVEN_BYTES
-        g_even = (top - even) * s32 + (even << 5) + c
-        g_odd = (top - odd) * s32 + (odd << 5) + c
-        return (g_even & EVEN_BYTES) | ((g_odd & EVEN_BYTES) << 8)
+    def fold_word(isa, codes_row, at, w, s):
+        if kind == PLAIN:
+            store_i32(codes_row, at, w * s)  # every byte at most 3 * 15: no carries
+        elif kind == NEGATED:
+            store_i32(codes_row, at, offset_product(isa, w, zeros_i32(isa) - s, 4))
+        elif kind == SPLIT:  # every byte at most 31 * 7
+            store_i32(codes_row, at, w * (s & np.int32(7)))
+            store_i32(codes_row, at + 1024, w * (s >> 3))
+        else:
+            p0 = ((s + np.int32(3)) & np.int32(7)) - np.int32(3)
+            s1 = ashr(s - p0, 3)
+            p1 = ((s1 + np.int32(3)) & np.int32(7)) - np.int32(3)
+            store_i32(codes_row, at, offset_product(isa, w, p0, 32))
+            store_i32(codes_row, at + 1024, offset_product(isa, w, p1, 32))
+            store_i32(codes_row, at + 2048, offset_product(isa, w, ashr(s1 - p1, 3), 32))
 
     @inline
     def fold(isa, codes_row, groups_row):
         for b in range(groups_row.size // 512):
-            codes, groups = codes_per_block * b, 512 * b
+            codes, groups = n_codes * b, 512 * b
             for k in range(64):
                 w = load_i32(isa, codes_row, codes + 16 * k)
                 s = load_i32(isa, groups_row, groups + 16 * (k // group_words))
-                if kind == SPLIT:
-                    store_i32(codes_row, codes + 1024 + 16 * k, w * (s >> 3))
-                    s = s & np.int32(7)
-                store_i32(codes_row, codes + 16 * k, fold_word(isa, w, s))
+                fold_word(isa, codes_row, codes + 16 * k, w, s)
             for j in range(8):  # after the scales are read: the pairs take their place
                 if two_groups:
                     lo = load_i32(isa, groups_row, groups + 256 + 32 * j)
@@ -366,28 +376,31 @@ def fold_scales(kind, group_words):
 
 def folded_tile_rows(kind):
     """`rows` (module doc) for a k-quant whose scales fold_scales has multiplied into the
-    codes, in the order of tile_quads.kquant_quad_shape (neither split_min nor
-    tiled_order): per super-block, four tile dots of 64 weights into one C tile (A: the 16
-    tokens' 64 bytes, 256 bytes apart in the group-major rows; B: 16 code words of the 16
-    rows; SPLIT: four more, with the same A tiles, into a second C tile), giving each
-    token's scaled sum isum (NEGATED: msum - isum; SPLIT: 8 C_hi + C_lo); per token, the
-    minimums' sum msum (8 vpdpwssd: the packed minimum pairs by gsum's packed pairs of
-    16-weight activation sums), then f = fma(isum, d * xd, f) and fma(msum, dm * -xd, f), as
-    there (f in registers). The tiles are configured with 64-byte A rows (rows_config(64)).
-    Codes are unsigned but NEGATED's, so SPLIT's dots are signed by unsigned."""
-    split = kind == SPLIT
-    dot = tile_dot_su if split else tile_dot_ss  # (Q2_K's codes fit either)
-    n_codes = 2048 if split else 1024
+    codes, in the order of its tile_quads.kquant_quad_shape: per super-block, four tile dots
+    of 64 weights per plane (A: the 16 tokens' 64 bytes, 256 bytes apart in the
+    group-major rows; B: 16 code words of the 16 rows), each plane into its C tile, which
+    give each token's scaled sum isum (section above; NEGATED: msum - isum). Then per token,
+    the minimums' sum msum (8 vpdpwssd: the packed minimum pairs by gsum's packed pairs of
+    16-weight activation sums) and f = fma(isum, d * xd, f), fma(msum, dm * -xd, f); DIGITS
+    (Q6_K, tiled_order) f = fma(isum * d, xd, f) with no minimums. Tokens' sums in
+    registers. Every tile is 16 x 64 bytes (rows_config(64)), so DIGITS's six C tiles (two
+    super-blocks in flight) take A1's and B1's places, and its loads share A0 and B0."""
+    n_planes = PLANES[kind]
+    n_codes = 1024 * n_planes
+    dot = tile_dot_su if kind == SPLIT else tile_dot_ss  # codes unsigned up to 217, or signed
 
     @inline
     def token_floats(i, f, args):
         isa, cbuf, at, groups_row, first, d, dm, xd, sums = args
+        c = load_i32(isa, cbuf, at + 16 * i)
+        if kind == DIGITS:
+            c1, c2 = load_i32(isa, cbuf, at + 256 + 16 * i), load_i32(isa, cbuf, at + 512 + 16 * i)
+            return fma(to_f32(c + (c1 << 3) + (c2 << 6)) * d, splat_f32(isa, xd[i]), f)
         msum = zeros_i32(isa)
         for j in range(8):
             pair = load_i32(isa, groups_row, first + 16 * j)
             msum = dot_i16(isa, msum, pair, splat_i32(isa, sums[i, j]))
-        c = load_i32(isa, cbuf, at + 16 * i)
-        if split:
+        if kind == SPLIT:
             isum = (load_i32(isa, cbuf, at + 256 + 16 * i) << 3) + c
         else:
             isum = msum - c if kind == NEGATED else c
@@ -396,36 +409,47 @@ def folded_tile_rows(kind):
 
     every_token = token_map(token_floats, TOKENS)
 
-    def super_block(c, c_hi, at):
-        """The pipeline stages of super-block q on tile c (and c_hi) and cbuf[at:]; a =
+    def super_block(c0, c1, c2, a0, b0, a1, b1, at):
+        """The pipeline stages of super-block q on C tiles c0 (c1, c2: the planes past the
+        first), loads alternating between tiles a0, b0 and a1, b1, sums at cbuf[at:]; a =
         (cbuf, codes_row, groups_row, floats_row, gq, gd, gsum)."""
 
         @inline
         def issue(isa, q, a):
             codes_row, gq = a[1], a[4]
-            tile_zero(c)
-            if split:
-                tile_zero(c_hi)
-            for h in range(2):  # 64 weights a dot, alternating tiles so loads overlap dots
+            tile_zero(c0)
+            if n_planes > 1:
+                tile_zero(c1)
+            if n_planes > 2:
+                tile_zero(c2)
+            for h in range(2):  # 64 weights a dot
                 first = n_codes * q + 512 * h
-                tile_load(A0, gq[q], 32 * h, 256)
-                tile_load(B0, codes_row, first, 64)
-                dot(c, A0, B0)
-                if split:
-                    tile_load(B0, codes_row, first + 1024, 64)
-                    dot(c_hi, A0, B0)
-                tile_load(A1, gq[q], 32 * h + 16, 256)
-                tile_load(B1, codes_row, first + 256, 64)
-                dot(c, A1, B1)
-                if split:
-                    tile_load(B1, codes_row, first + 1280, 64)
-                    dot(c_hi, A1, B1)
+                tile_load(a0, gq[q], 32 * h, 256)
+                tile_load(b0, codes_row, first, 64)
+                dot(c0, a0, b0)
+                if n_planes > 1:
+                    tile_load(b0, codes_row, first + 1024, 64)
+                    dot(c1, a0, b0)
+                if n_planes > 2:
+                    tile_load(b0, codes_row, first + 2048, 64)
+                    dot(c2, a0, b0)
+                tile_load(a1, gq[q], 32 * h + 16, 256)
+                tile_load(b1, codes_row, first + 256, 64)
+                dot(c0, a1, b1)
+                if n_planes > 1:
+                    tile_load(b1, codes_row, first + 1280, 64)
+                    dot(c1, a1, b1)
+                if n_planes > 2:
+                    tile_load(b1, codes_row, first + 2304, 64)
+                    dot(c2, a1, b1)
 
         @inline
         def store(isa, q, a):
-            tile_store(c, a[0], at, 64)
-            if split:
-                tile_store(c_hi, a[0], at + 256, 64)
+            tile_store(c0, a[0], at, 64)
+            if n_planes > 1:
+                tile_store(c1, a[0], at + 256, 64)
+            if n_planes > 2:
+                tile_store(c2, a[0], at + 512, 64)
 
         @inline
         def floats(isa, q, a, acc):
@@ -436,7 +460,13 @@ def folded_tile_rows(kind):
 
         return issue, store, floats
 
-    blocks = pipeline(super_block(C0, C1, 0), super_block(C2, C3, 512))
+    if kind == DIGITS:
+        even = super_block(C0, C1, C2, A0, B0, A0, B0, 0)
+        odd = super_block(A1, B1, C3, A0, B0, A0, B0, 768)
+    else:  # (C1 and C3: the second plane, if any)
+        even = super_block(C0, C1, C1, A0, B0, A1, B1, 0)
+        odd = super_block(C2, C3, C3, A0, B0, A1, B1, 768)
+    blocks = pipeline(even, odd)
 
     @inline
     def rows(isa, codes_row, groups_row, floats_row, gq, gd, gs, gsum, cbuf, fbuf, out, tok, col):

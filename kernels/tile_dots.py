@@ -53,9 +53,11 @@ from .simd import (
 )
 from .simd_dot import dot_s8s8, dot_u8s8, pdot, pflush, pflush_scaled
 from .tile_amx import (
+    DIGITS,
     NEGATED,
     PER_BLOCK,
     PLAIN,
+    PLANES,
     SPLIT,
     fold_scales,
     folded_tile_rows,
@@ -585,7 +587,7 @@ CODE_BITS = {T.Q2_K: 2, T.Q3_K: 3, T.Q4_K: 4, T.Q5_K: 5, T.Q6_K: 6}  # unsigned 
 # sixteen tokens against a whole tile row on AMX (tile_amx.py): the 32-weight types with
 # four-token shapes, Q4_K, and the k-quants whose scales fold into their codes (type -> how)
 DOTS_TILES = {}
-FOLDED_SCALES = {T.Q2_K: PLAIN, T.Q3_K: NEGATED, T.Q5_K: SPLIT}
+FOLDED_SCALES = {T.Q2_K: PLAIN, T.Q3_K: NEGATED, T.Q5_K: SPLIT, T.Q6_K: DIGITS}
 FOLDS = {_t: fold_scales(_kind, KQUANT_PARTS[_t][3]) for _t, _kind in FOLDED_SCALES.items()}
 LEGACY_OFFSETS = {_t: parts[2] for _t, parts in LEGACY_PARTS.items()}  # codes stored + this
 for _t, (_codes, _scales, _offset, _has_m, _signed, _per_flush) in LEGACY_PARTS.items():
@@ -600,8 +602,8 @@ for _t, _kind in FOLDED_SCALES.items():
 TILE_ROW_WORDS = {_t: (PER_BLOCK, 0) for _t in DOTS_TILES}
 TILE_K_BYTES = dict.fromkeys(DOTS_TILES, 32)
 for _t in (T.Q4_K, *FOLDED_SCALES):
-    _split = FOLDED_SCALES.get(_t) == SPLIT  # two sets of folded codes
-    TILE_ROW_WORDS[_t] = ((1 + _split) * UNPACKED_CODES, UNPACKED_GROUPS)
+    _planes = PLANES[FOLDED_SCALES[_t]] if _t in FOLDED_SCALES else 1  # copies of the codes
+    TILE_ROW_WORDS[_t] = (_planes * UNPACKED_CODES, UNPACKED_GROUPS)
 for _t in FOLDED_SCALES:
     TILE_K_BYTES[_t] = 64
 for _t, (_codes, _group, _scales, _words, _per_flush) in KQUANT_PARTS.items():

@@ -279,7 +279,7 @@ def batch_task(isa, qtype, xs_dtype):
         n_tiled = n_tok - n_tok % TOKENS if tiles else 0  # tokens on AMX tiles
         gq, gd, gs, gsum = group_major(xq32, xd, xs, xsum, n_tiled // TOKENS, folded)
         bq, bd, bs, bsum = block_major(xq32, xd, xs, xsum, quads and n_tiled < n_tok)
-        cbuf = aligned_empty(4 * TOKENS * 16, np.int32)  # tile dots' sums (tile_amx)
+        cbuf = aligned_empty(6 * TOKENS * 16, np.int32)  # tile dots' sums (tile_amx)
         # the tile rows of a pass, unpacked whole (n_codes 64-byte aligned words per row)
         row_codes, row_groups, k_bytes = tile_row_words(qtype)
         n_codes = n_blocks * row_codes if tiles else 0

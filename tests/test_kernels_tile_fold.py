@@ -1,4 +1,4 @@
-"""The AMX tile rows of Q2_K, Q3_K and Q5_K multiply each group's scale into its codes when
+"""The AMX tile rows of the k-quants but Q4_K multiply each group's scale into its codes when
 a tile row is unpacked (tile_amx.fold_scales): every code a super-block can hold, times
 every scale, must give the bytes the tile dots read, and the minimums their int16 pairs."""
 
@@ -8,13 +8,10 @@ from kernel_bounds import ISAS
 from numba import njit
 
 from llamba.kernels.cpu_features import isa_token
-from llamba.kernels.tile_amx import NEGATED, PLAIN, SPLIT, fold_scales
+from llamba.kernels.tile_amx import DIGITS, NEGATED, PLAIN, SPLIT, fold_scales
 
-FOLD_Q2_K, FOLD_Q3_K, FOLD_Q5_K = (
-    fold_scales(PLAIN, 4),
-    fold_scales(NEGATED, 4),
-    fold_scales(SPLIT, 8),
-)
+FOLD_Q2_K, FOLD_Q3_K = fold_scales(PLAIN, 4), fold_scales(NEGATED, 4)
+FOLD_Q5_K, FOLD_Q6_K = fold_scales(SPLIT, 8), fold_scales(DIGITS, 4)
 
 
 @njit
@@ -32,13 +29,18 @@ def fold_q5_k(isa, codes, groups):
     FOLD_Q5_K(isa, codes, groups)
 
 
-def unpacked_super_block(code_values: int, scales: np.ndarray, mins: np.ndarray):
+@njit
+def fold_q6_k(isa, codes, groups):
+    FOLD_Q6_K(isa, codes, groups)
+
+
+def unpacked_super_block(code_values: int, scales: np.ndarray, mins: np.ndarray, offset=0):
     """One super-block as tile_dots' k-quant unpacker lays it out: code byte j of word k
     (k = 4 g + i, group g) of row n at byte 4 (16 k + n) + j, cycling through every code so
     each (group, row) holds them all; scale and minimum of group g, row n at 16 g + n and
     256 + 16 g + n."""
     k, n, j = np.meshgrid(np.arange(64), np.arange(16), np.arange(4), indexing="ij")
-    code_bytes = ((4 * k + j + n) % code_values).astype(np.uint8)  # (word, row, byte)
+    code_bytes = ((4 * k + j + n + offset) % code_values).astype(np.uint8)  # (word, row, byte)
     groups = np.concatenate([scales.ravel(), mins.ravel()]).astype(np.int32)
     return code_bytes, code_bytes.reshape(-1).view(np.int32).copy(), groups
 
@@ -96,3 +98,19 @@ def test_q5_k_codes_take_both_halves_of_their_scale(isa):
     np.testing.assert_array_equal(high.reshape(64, 16, 4), (s // 8) * code_bytes)
     pairs = (mins[:8].astype(np.int64) & 0xFFFF) | (mins[:8].astype(np.int64) << 16)
     np.testing.assert_array_equal(groups[:128].reshape(8, 16), pairs.astype(np.int32))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_q6_k_codes_take_their_scale_in_three_digits(isa):
+    """Q6_K: code u (stored + 32) and int8 scale s give three signed bytes b0, b1, b2 with
+    b0 + 8 b1 + 64 b2 = s (u - 32), for every code and scale (four super-blocks, codes
+    shifted by 16 each, so that every group sees every code)."""
+    scales = (np.arange(256).reshape(16, 16) - 128).astype(np.int32)  # every int8 scale
+    s = scales[np.arange(64) // 4][:, :, None].astype(np.int64)
+    for offset in (0, 16, 32, 48):
+        code_bytes, codes, groups = unpacked_super_block(64, scales, scales << 5, offset)
+        codes = np.concatenate([codes, np.zeros(2048, np.int32)])  # room for two more planes
+        fold_q6_k(isa_token(isa), codes, groups)
+        planes = codes.view(np.int8).reshape(3, 64, 16, 4).astype(np.int64)
+        got = planes[0] + 8 * planes[1] + 64 * planes[2]
+        np.testing.assert_array_equal(got, s * (code_bytes.astype(np.int64) - 32))
