@@ -83,20 +83,22 @@ def sign_codes(codes, n_words, offset):
 
 def token_map(step, n):
     """An @inline run(first, accs, args) -> the tuple (step(first + i, accs[i], args) for i in
-    0 .. n - 1), every call written out: per-token accumulators that stay in registers."""
-    if n == 1:
-
-        @inline
-        def one(first, accs, args):
-            return (step(first, accs[0], args),)
-
-        return one
-    half = n // 2
-    low, high = token_map(step, half), token_map(step, n - half)
+    0 .. 15), every call written out in one function: per-token accumulators that stay in
+    registers."""
+    assert n == 16
 
     @inline
     def run(first, accs, args):
-        return low(first, accs[:half], args) + high(first + half, accs[half:], args)
+        return (
+            step(first, accs[0], args), step(first + 1, accs[1], args),
+            step(first + 2, accs[2], args), step(first + 3, accs[3], args),
+            step(first + 4, accs[4], args), step(first + 5, accs[5], args),
+            step(first + 6, accs[6], args), step(first + 7, accs[7], args),
+            step(first + 8, accs[8], args), step(first + 9, accs[9], args),
+            step(first + 10, accs[10], args), step(first + 11, accs[11], args),
+            step(first + 12, accs[12], args), step(first + 13, accs[13], args),
+            step(first + 14, accs[14], args), step(first + 15, accs[15], args),
+        )  # fmt: skip
 
     return run
 
