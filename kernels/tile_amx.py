@@ -9,11 +9,12 @@ Per block, those 16 rows of bytes are one tile (A, signed), the block's codes an
 rows of the 16 weight rows' 4-byte words), and one tile dot gives all 256 exact integer
 sums (C), stored to cbuf (row = token). Each token then takes the one-token shape's float
 steps on its row of sums (tile_dots.legacy_shape), its accumulator across the blocks in a
-register (token_map; Q4_K's second sum in fbuf): the same bits as every other path. The blocks go in pairs through a pipeline
-(`pipeline`): a pair's tile dots, its tile stores and its float steps a pair apart, on
-alternating tiles and cbuf halves (tiles are not renamed: a tile dot waits until the
-previous user of its tiles is done), so that the float steps read sums stored a stage
-earlier while the next pair's dots run.
+register (token_map; Q4_K's in fbuf): the same bits as every other path. The blocks go in
+pairs through a pipeline (`pipeline`): a pair's tile dots, its tile stores and its float
+steps a pair apart, on alternating tiles and cbuf regions (tiles are not renamed: a tile
+dot waits until the previous user of its tiles is done), so that the float steps read
+sums stored a stage earlier while the next pair's dots run. The k-quants but Q4_K fold
+their scales into the codes (section at the end) and take a super-block per unit.
 """
 
 from __future__ import annotations
@@ -125,18 +126,21 @@ def pair_store(ca, cb, at):
     return store
 
 
-def pipeline(even, odd):
+def pipeline(even, odd, floats, odd_at):
     """An @inline run(isa, n, a, acc) -> acc that takes units of tile work q = 0 .. n - 1
-    (block pairs or group pairs) through three stages, each a unit behind the one before:
-    issue (the tile dots into C tiles), store (the C tiles to cbuf), floats (each token's
-    float steps on the stored sums). Units alternate between the C tiles and cbuf halves of
-    even and odd, triples (issue, store, floats) of @inline f(isa, q, a) with `a` the tile
-    rows' arrays (floats also takes and returns the tokens' sums, acc). So the tile unit runs unit q + 2's dots while the core takes unit q's float
-    steps, and no tile store waits on a dot just issued nor a load on a tile store (back to
-    back, the tile part and the float steps barely overlapped). Q4_0 4096x4096 x 512 tokens,
-    one thread: 423 GOP/s (median of 5 runs) against 410 back to back."""
-    issue_e, store_e, floats_e = even
-    issue_o, store_o, floats_o = odd
+    (block pairs, group pairs or super-blocks) through three stages, each a unit behind the
+    one before: issue (the tile dots into C tiles), store (the C tiles to cbuf), floats
+    (each token's float steps on the stored sums). Units alternate between the C tiles and
+    cbuf regions of even and odd, pairs (issue, store) of @inline f(isa, q, a) with `a` the
+    tile rows' arrays; floats(isa, q, a, acc, at) reads the sums at cbuf[at:] (0 or odd_at)
+    and returns the tokens' sums acc. So the tile unit runs unit q + 2's dots while the
+    core takes unit q's float steps, and no tile store waits on a dot just issued nor a
+    load on a tile store (back to back, the tile part and the float steps barely
+    overlapped: Q4_0 4096x4096 x 512 tokens, one thread, 423 GOP/s against 410). One
+    floats call in the loop, whichever the parity: written out for each, the float steps
+    (16 tokens' worth) compiled twice, a second per tile type."""
+    issue_e, store_e = even
+    issue_o, store_o = odd
 
     @inline
     def run(isa, n, a, acc):
@@ -146,18 +150,18 @@ def pipeline(even, odd):
             issue_o(isa, 1, a)
         if n > 0:
             store_e(isa, 0, a)
-        for q in range(0, n, 2):  # unit q on the even tiles, q + 1 on the odd
-            if q + 1 < n:
-                store_o(isa, q + 1, a)
-            if q + 2 < n:
-                issue_e(isa, q + 2, a)
-            acc = floats_e(isa, q, a, acc)
-            if q + 1 < n:
+        for q in range(n):  # even units on the even tiles, odd ones on the odd
+            if q % 2 == 0:
+                if q + 1 < n:
+                    store_o(isa, q + 1, a)
                 if q + 2 < n:
-                    store_e(isa, q + 2, a)
-                if q + 3 < n:
-                    issue_o(isa, q + 3, a)
-                acc = floats_o(isa, q + 1, a, acc)
+                    issue_e(isa, q + 2, a)
+            else:
+                if q + 1 < n:
+                    store_e(isa, q + 1, a)
+                if q + 2 < n:
+                    issue_o(isa, q + 2, a)
+            acc = floats(isa, q, a, acc, odd_at * (q % 2))
         return acc
 
     return run
@@ -165,9 +169,10 @@ def pipeline(even, odd):
 
 def legacy_tile_rows(offset, has_m):
     """`rows` (module doc) with tile_dots.legacy_shape's arithmetic, the 16 tokens' sums
-    in registers (in fbuf, their loads and stores took 5-8 % longer). With a code offset (Q4_0's 8), sign_codes has taken it off
-    the unpacked codes, so the tile dot is signed by signed (tdpbssd) and its sums need no
-    correction: the same integers, 2 uops a token fewer."""
+    in registers (in fbuf, their loads and stores took 5-8 % longer). With a code offset
+    (Q4_0's 8), sign_codes has taken it off the unpacked codes, so the tile dot is signed
+    by signed (tdpbssd) and its sums need no correction: the same integers, 2 uops a token
+    fewer."""
     dot = tile_dot_ss if offset else tile_dot_su
 
     @inline
@@ -186,9 +191,8 @@ def legacy_tile_rows(offset, has_m):
         return every_token(0, acc, (isa, d, m, gd[b], gs[b], cbuf, first))
 
     def block_pair(ca, cb, at):
-        """The pipeline stages of block pair q (blocks 2q, 2q + 1) on tiles ca, cb and
-        cbuf[at:]; a = (cbuf, codes_row, floats_row, gq, gd, gs); floats returns the
-        tokens' sums (acc) after the pair."""
+        """The issue and store stages of block pair q (blocks 2q, 2q + 1) on tiles ca, cb
+        and cbuf[at:]; a = (cbuf, codes_row, floats_row, gq, gd, gs)."""
 
         @inline
         def issue(isa, q, a):
@@ -202,15 +206,15 @@ def legacy_tile_rows(offset, has_m):
             tile_load(B1, codes_row, PER_BLOCK * (2 * q + 1), 64)
             dot(cb, A1, B1)
 
-        @inline
-        def floats(isa, q, a, acc):
-            cbuf, floats_row, gd, gs = a[0], a[2], a[4], a[5]
-            acc = block_floats(isa, floats_row, 2 * q, gd, gs, cbuf, at, acc)
-            return block_floats(isa, floats_row, 2 * q + 1, gd, gs, cbuf, at + 256, acc)
+        return issue, pair_store(ca, cb, at)
 
-        return issue, pair_store(ca, cb, at), floats
+    @inline
+    def floats(isa, q, a, acc, at):
+        cbuf, floats_row, gd, gs = a[0], a[2], a[4], a[5]
+        acc = block_floats(isa, floats_row, 2 * q, gd, gs, cbuf, at, acc)
+        return block_floats(isa, floats_row, 2 * q + 1, gd, gs, cbuf, at + 256, acc)
 
-    pairs = pipeline(block_pair(C0, C1, 0), block_pair(C2, C3, 512))
+    pairs = pipeline(block_pair(C0, C1, 0), block_pair(C2, C3, 512), floats, 512)
 
     @inline
     def rows(isa, codes_row, groups_row, floats_row, gq, gd, gs, gsum, cbuf, fbuf, out, tok, col):
@@ -245,8 +249,8 @@ def q4_k_tile_rows():
     super-block), gsum and fbuf."""
 
     def group_pair(ca, cb, at):
-        """The pipeline stages of group pair q (super-block q // 4, groups 2 (q % 4) and
-        the next) on tiles ca, cb and cbuf[at:]; a = (cbuf, codes_row, groups_row,
+        """The issue and store stages of group pair q (super-block q // 4, groups 2 (q %
+        4) and the next) on tiles ca, cb and cbuf[at:]; a = (cbuf, codes_row, groups_row,
         floats_row, gq, gd, gsum, fbuf)."""
 
         @inline
@@ -262,30 +266,30 @@ def q4_k_tile_rows():
             tile_load(B1, codes_row, 1024 * b + 128 * g0 + 128, 64)
             tile_dot_su(cb, A1, B1)
 
-        @inline
-        def floats(isa, q, a, acc):
-            cbuf, groups_row, floats_row, gd, gsum, fbuf = a[0], a[2], a[3], a[5], a[6], a[7]
-            b, g0 = q // 4, 2 * (q % 4)
-            d, dm = load_f32(isa, floats_row, 32 * b), load_f32(isa, floats_row, 32 * b + 16)
-            xd, sums = gd[b], gsum[b]
-            first = 512 * b + 16 * g0
-            s0 = to_f32(load_i32(isa, groups_row, first))
-            s1 = to_f32(load_i32(isa, groups_row, first + 16))
-            m0 = to_f32(load_i32(isa, groups_row, first + 256))
-            m1 = to_f32(load_i32(isa, groups_row, first + 272))
-            for i in range(TOKENS):
-                c1 = to_f32(load_i32(isa, cbuf, at + 256 + 16 * i)) * s1
-                isum = fma(to_f32(load_i32(isa, cbuf, at + 16 * i)), s0, c1)
-                x0 = bits_f32(splat_i32(isa, sums[i, g0]))  # float sums, as int32 bits
-                msum = fma(m0, x0, m1 * bits_f32(splat_i32(isa, sums[i, g0 + 1])))
-                store_f32(fbuf, 32 * i, fma(isum, d * xd[i], load_f32(isa, fbuf, 32 * i)))
-                fm = fma(msum, dm * xd[i], load_f32(isa, fbuf, 32 * i + 16))
-                store_f32(fbuf, 32 * i + 16, fm)
-            return acc
+        return issue, pair_store(ca, cb, at)
 
-        return issue, pair_store(ca, cb, at), floats
+    @inline
+    def floats(isa, q, a, acc, at):
+        cbuf, groups_row, floats_row, gd, gsum, fbuf = a[0], a[2], a[3], a[5], a[6], a[7]
+        b, g0 = q // 4, 2 * (q % 4)
+        d, dm = load_f32(isa, floats_row, 32 * b), load_f32(isa, floats_row, 32 * b + 16)
+        xd, sums = gd[b], gsum[b]
+        first = 512 * b + 16 * g0
+        s0 = to_f32(load_i32(isa, groups_row, first))
+        s1 = to_f32(load_i32(isa, groups_row, first + 16))
+        m0 = to_f32(load_i32(isa, groups_row, first + 256))
+        m1 = to_f32(load_i32(isa, groups_row, first + 272))
+        for i in range(TOKENS):
+            c1 = to_f32(load_i32(isa, cbuf, at + 256 + 16 * i)) * s1
+            isum = fma(to_f32(load_i32(isa, cbuf, at + 16 * i)), s0, c1)
+            x0 = bits_f32(splat_i32(isa, sums[i, g0]))  # float sums, as int32 bits
+            msum = fma(m0, x0, m1 * bits_f32(splat_i32(isa, sums[i, g0 + 1])))
+            store_f32(fbuf, 32 * i, fma(isum, d * xd[i], load_f32(isa, fbuf, 32 * i)))
+            fm = fma(msum, dm * xd[i], load_f32(isa, fbuf, 32 * i + 16))
+            store_f32(fbuf, 32 * i + 16, fm)
+        return acc
 
-    pairs = pipeline(group_pair(C0, C1, 0), group_pair(C2, C3, 512))
+    pairs = pipeline(group_pair(C0, C1, 0), group_pair(C2, C3, 512), floats, 512)
 
     @inline
     def rows(isa, codes_row, groups_row, floats_row, gq, gd, gs, gsum, cbuf, fbuf, out, tok, col):
@@ -412,9 +416,9 @@ def folded_tile_rows(kind):
     every_token = token_map(token_floats, TOKENS)
 
     def super_block(c0, c1, c2, a0, b0, a1, b1, at):
-        """The pipeline stages of super-block q on C tiles c0 (c1, c2: the planes past the
-        first), loads alternating between tiles a0, b0 and a1, b1, sums at cbuf[at:]; a =
-        (cbuf, codes_row, groups_row, floats_row, gq, gd, gsum)."""
+        """The issue and store stages of super-block q on C tiles c0 (c1, c2: the planes
+        past the first), loads alternating between tiles a0, b0 and a1, b1, sums at
+        cbuf[at:]; a = (cbuf, codes_row, groups_row, floats_row, gq, gd, gsum)."""
 
         @inline
         def issue(isa, q, a):
@@ -453,14 +457,14 @@ def folded_tile_rows(kind):
             if n_planes > 2:
                 tile_store(c2, a[0], at + 512, 64)
 
-        @inline
-        def floats(isa, q, a, acc):
-            cbuf, groups_row, floats_row, gd, gsum = a[0], a[2], a[3], a[5], a[6]
-            d, dm = load_f32(isa, floats_row, 32 * q), load_f32(isa, floats_row, 32 * q + 16)
-            args = (isa, cbuf, at, groups_row, 512 * q, d, dm, gd[q], gsum[q])
-            return every_token(0, acc, args)
+        return issue, store
 
-        return issue, store, floats
+    @inline
+    def floats(isa, q, a, acc, at):
+        cbuf, groups_row, floats_row, gd, gsum = a[0], a[2], a[3], a[5], a[6]
+        d, dm = load_f32(isa, floats_row, 32 * q), load_f32(isa, floats_row, 32 * q + 16)
+        args = (isa, cbuf, at, groups_row, 512 * q, d, dm, gd[q], gsum[q])
+        return every_token(0, acc, args)
 
     if kind == DIGITS:
         even = super_block(C0, C1, C2, A0, B0, A0, B0, 0)
@@ -468,7 +472,7 @@ def folded_tile_rows(kind):
     else:  # (C1 and C3: the second plane, if any)
         even = super_block(C0, C1, C1, A0, B0, A1, B1, 0)
         odd = super_block(C2, C3, C3, A0, B0, A1, B1, 768)
-    blocks = pipeline(even, odd)
+    blocks = pipeline(even, odd, floats, 768)
 
     @inline
     def rows(isa, codes_row, groups_row, floats_row, gq, gd, gs, gsum, cbuf, fbuf, out, tok, col):
