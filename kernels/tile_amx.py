@@ -420,6 +420,27 @@ def folded_tile_rows(kind):
         past the first), loads alternating between tiles a0, b0 and a1, b1, sums at
         cbuf[at:]; a = (cbuf, codes_row, groups_row, floats_row, gq, gd, gsum)."""
 
+        def chunk_dots(x, w, second):
+            """An @inline f(isa, q, h, codes_row, gq): every plane's dot of the 64-weight
+            chunk 2 h + second, its activations loaded into tile x and codes into w."""
+
+            @inline
+            def run(isa, q, h, codes_row, gq):
+                first = n_codes * q + 512 * h + 256 * second
+                tile_load(x, gq[q], 32 * h + 16 * second, 256)
+                tile_load(w, codes_row, first, 64)
+                dot(c0, x, w)
+                if n_planes > 1:
+                    tile_load(w, codes_row, first + 1024, 64)
+                    dot(c1, x, w)
+                if n_planes > 2:
+                    tile_load(w, codes_row, first + 2048, 64)
+                    dot(c2, x, w)
+
+            return run
+
+        first_dots, second_dots = chunk_dots(a0, b0, 0), chunk_dots(a1, b1, 1)
+
         @inline
         def issue(isa, q, a):
             codes_row, gq = a[1], a[4]
@@ -429,25 +450,8 @@ def folded_tile_rows(kind):
             if n_planes > 2:
                 tile_zero(c2)
             for h in range(2):  # 64 weights a dot
-                first = n_codes * q + 512 * h
-                tile_load(a0, gq[q], 32 * h, 256)
-                tile_load(b0, codes_row, first, 64)
-                dot(c0, a0, b0)
-                if n_planes > 1:
-                    tile_load(b0, codes_row, first + 1024, 64)
-                    dot(c1, a0, b0)
-                if n_planes > 2:
-                    tile_load(b0, codes_row, first + 2048, 64)
-                    dot(c2, a0, b0)
-                tile_load(a1, gq[q], 32 * h + 16, 256)
-                tile_load(b1, codes_row, first + 256, 64)
-                dot(c0, a1, b1)
-                if n_planes > 1:
-                    tile_load(b1, codes_row, first + 1280, 64)
-                    dot(c1, a1, b1)
-                if n_planes > 2:
-                    tile_load(b1, codes_row, first + 2304, 64)
-                    dot(c2, a1, b1)
+                first_dots(isa, q, h, codes_row, gq)
+                second_dots(isa, q, h, codes_row, gq)
 
         @inline
         def store(isa, q, a):

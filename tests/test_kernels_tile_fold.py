@@ -10,28 +10,19 @@ from numba import njit
 from llamba.kernels.cpu_features import isa_token
 from llamba.kernels.tile_amx import DIGITS, NEGATED, PLAIN, SPLIT, fold_scales
 
-FOLD_Q2_K, FOLD_Q3_K = fold_scales(PLAIN, 4), fold_scales(NEGATED, 4)
-FOLD_Q5_K, FOLD_Q6_K = fold_scales(SPLIT, 8), fold_scales(DIGITS, 4)
+
+def runner(fold):
+    """fold (an @inline function) callable from Python."""
+
+    @njit
+    def run(isa, codes, groups):
+        fold(isa, codes, groups)
+
+    return run
 
 
-@njit
-def fold_q2_k(isa, codes, groups):
-    FOLD_Q2_K(isa, codes, groups)
-
-
-@njit
-def fold_q3_k(isa, codes, groups):
-    FOLD_Q3_K(isa, codes, groups)
-
-
-@njit
-def fold_q5_k(isa, codes, groups):
-    FOLD_Q5_K(isa, codes, groups)
-
-
-@njit
-def fold_q6_k(isa, codes, groups):
-    FOLD_Q6_K(isa, codes, groups)
+fold_q2_k, fold_q3_k = runner(fold_scales(PLAIN, 4)), runner(fold_scales(NEGATED, 4))
+fold_q5_k, fold_q6_k = runner(fold_scales(SPLIT, 8)), runner(fold_scales(DIGITS, 4))
 
 
 def unpacked_super_block(code_values: int, scales: np.ndarray, mins: np.ndarray, offset=0):
