@@ -248,6 +248,10 @@ def group_major(xq32, xd, xs, xsum, n_groups, packed):
 # at a time read them from L3 (every group's, 2 MB at 512 tokens, between two uses). 4096x4096
 # Q4_0 x 512 tokens, one thread, GOP/s: 480 one row a pass, 612 four; Q4_K 316, 417
 ROWS_PER_PASS = 4
+# at most, and as many as fit this many bytes of unpacked codes (half of L2): Q6_K's three
+# planes at 14336 weights are 672 KB a row, and four of them per pass ran at 511 GOP/s
+# where one or two ran at 877 and 863 (x 512 tokens, two threads)
+PASS_BYTES = 1 << 20
 
 
 def batch_task(isa, qtype, xs_dtype):
@@ -283,15 +287,16 @@ def batch_task(isa, qtype, xs_dtype):
         # the tile rows of a pass, unpacked whole (n_codes 64-byte aligned words per row)
         row_codes, row_groups, k_bytes = tile_row_words(qtype)
         n_codes = n_blocks * row_codes if tiles else 0
-        codes_flat = aligned_empty(ROWS_PER_PASS * n_codes, np.int32)
-        codes_rows = codes_flat.reshape((ROWS_PER_PASS, n_codes))
-        groups_rows = np.empty((ROWS_PER_PASS, n_blocks * row_groups if tiles else 0), np.int32)
-        floats_rows = np.empty((ROWS_PER_PASS, n_blocks * 32 if tiles else 0), np.float32)
+        per_pass = max(1, min(ROWS_PER_PASS, PASS_BYTES // max(1, 4 * n_codes)))
+        codes_flat = aligned_empty(per_pass * n_codes, np.int32)
+        codes_rows = codes_flat.reshape((per_pass, n_codes))
+        groups_rows = np.empty((per_pass, n_blocks * row_groups if tiles else 0), np.int32)
+        floats_rows = np.empty((per_pass, n_blocks * 32 if tiles else 0), np.float32)
         fbuf = np.empty(TOKENS * 32, np.float32)  # tokens' sums (tile_amx, Q4_K)
         if tiles:
             config_tiles(rows_config(k_bytes))
-        for t0 in range(first, first + count, ROWS_PER_PASS):
-            n_rows = min(ROWS_PER_PASS, first + count - t0)
+        for t0 in range(first, first + count, per_pass):
+            n_rows = min(per_pass, first + count - t0)
             for k in range(n_rows if tiles else 0):
                 for b in range(n_blocks):
                     tile_unpack(qtype, isa, quants, scales, halves, (t0 + k) * n_blocks + b, 0,
