@@ -82,11 +82,10 @@ def sign_codes(codes, n_words, offset):
         codes[i] = t | ((t & high) * (256 // offset - 2))
 
 
-def token_map(step, n):
+def token_map(step):
     """An @inline run(first, accs, args) -> the tuple (step(first + i, accs[i], args) for i in
-    0 .. 15), every call written out in one function: per-token accumulators that stay in
-    registers."""
-    assert n == 16
+    0 .. 15), the TOKENS calls written out in one function: per-token accumulators that stay
+    in registers."""
 
     @inline
     def run(first, accs, args):
@@ -111,7 +110,14 @@ def store_row(i, f, args):
     return f
 
 
-store_rows = token_map(store_row, TOKENS)
+store_rows = token_map(store_row)
+
+
+@inline
+def zero_sums(isa):
+    """The 16 tokens' sums (token_map's accs), zero."""
+    z = zeros_f32(isa)
+    return (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
 
 
 def pair_store(ca, cb, at):
@@ -183,7 +189,7 @@ def legacy_tile_rows(offset, has_m):
         s = load_i32(isa, cbuf, first + 16 * i)
         return fma(to_f32(s), d * xd[i], f)
 
-    every_token = token_map(token_floats, TOKENS)
+    every_token = token_map(token_floats)
 
     @inline
     def block_floats(isa, floats_row, b, gd, gs, cbuf, first, acc):
@@ -219,8 +225,7 @@ def legacy_tile_rows(offset, has_m):
     @inline
     def rows(isa, codes_row, groups_row, floats_row, gq, gd, gs, gsum, cbuf, fbuf, out, tok, col):
         n_blocks = gq.shape[0]
-        z = zeros_f32(isa)
-        acc = (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
+        acc = zero_sums(isa)
         acc = pairs(isa, n_blocks // 2, (cbuf, codes_row, floats_row, gq, gd, gs), acc)
         if n_blocks % 2:  # an odd last block alone, every pair done
             b = n_blocks - 1
@@ -319,7 +324,12 @@ def q4_k_tile_rows():
 
 LOW16 = np.int32(0xFFFF)
 EVEN_BYTES = np.int32(0x00FF00FF)
-PLAIN, NEGATED, SPLIT, DIGITS = 0, 1, 2, 3  # how a type's scales fold (tile_dots.FOLDED_SCALES)
+PLAIN, NEGATED, SPLIT, DIGITS = (
+    0,
+    1,
+    2,
+    3,
+)  # how a type's scales fold (tile_amx_types.FOLDED_SCALES)
 PLANES = {PLAIN: 1, NEGATED: 1, SPLIT: 2, DIGITS: 3}  # folded copies of the codes
 
 
@@ -413,7 +423,7 @@ def folded_tile_rows(kind):
         f = fma(to_f32(isum), d * xd[i], f)
         return fma(to_f32(msum), dm * (-xd[i]), f)
 
-    every_token = token_map(token_floats, TOKENS)
+    every_token = token_map(token_floats)
 
     def super_block(c0, c1, c2, a0, b0, a1, b1, at):
         """The issue and store stages of super-block q on C tiles c0 (c1, c2: the planes
@@ -480,8 +490,7 @@ def folded_tile_rows(kind):
 
     @inline
     def rows(isa, codes_row, groups_row, floats_row, gq, gd, gs, gsum, cbuf, fbuf, out, tok, col):
-        z = zeros_f32(isa)
-        acc = (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
+        acc = zero_sums(isa)
         a = (cbuf, codes_row, groups_row, floats_row, gq, gd, gsum)
         acc = blocks(isa, gq.shape[0], a, acc)
         store_rows(0, acc, (out, tok, col))

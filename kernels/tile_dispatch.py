@@ -15,21 +15,17 @@ from numba.extending import intrinsic, overload
 from .simd import _isa_lanes, load_f32, store_f32, zeros_f32
 from .static import StaticType
 from .tile_amx import sign_codes
+from .tile_amx_types import DOTS_TILES, FOLDS, LEGACY_OFFSETS, TILE_ROW_SHAPE
 from .tile_dots import (
     DOTS,
     DOTS_PAIR,
     DOTS_QUAD,
     DOTS_ROW,
-    DOTS_TILES,
     DOTS_UNPACKED,
     DOTS_UNPACKED_GEMM,
-    FOLDS,
-    LEGACY_OFFSETS,
     ROW_UNPACKERS,
     SPLIT_MIN,
     SPLIT_SUMS,
-    TILE_K_BYTES,
-    TILE_ROW_WORDS,
     UNPACKERS,
     VnniOr,
 )
@@ -312,8 +308,7 @@ def tile_row_words(typingctx, qtype):
     unpacked for the AMX tile rows (tile_amx), as compile-time constants."""
     if not isinstance(qtype, StaticType):
         return None
-    codes, groups = TILE_ROW_WORDS.get(qtype.value, (0, 0))
-    values = (codes, groups, TILE_K_BYTES.get(qtype.value, 32))
+    values = TILE_ROW_SHAPE.get(qtype.value, (0, 0, 32))
 
     def codegen(context, builder, signature, args):
         return context.make_tuple(builder, signature.return_type,

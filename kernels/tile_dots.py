@@ -52,18 +52,6 @@ from .simd import (
     zeros_i32,
 )
 from .simd_dot import dot_s8s8, dot_u8s8, pdot, pflush, pflush_scaled
-from .tile_amx import (
-    DIGITS,
-    NEGATED,
-    PER_BLOCK,
-    PLAIN,
-    PLANES,
-    SPLIT,
-    fold_scales,
-    folded_tile_rows,
-    legacy_tile_rows,
-    q4_k_tile_rows,
-)
 from .tile_codes import KQUANT_PARTS, LEGACY_PARTS
 from .tile_q2_k import q2_k_vnni_shape
 from .tile_q3_k import q3_k_vnni_shape
@@ -584,28 +572,9 @@ for _t, (_codes, _group, _scales, _words, _per_flush) in KQUANT_PARTS.items():
 # which the batch's first n - n % 4 tokens take; the quads cover exactly those)
 DOTS_QUAD = {}
 CODE_BITS = {T.Q2_K: 2, T.Q3_K: 3, T.Q4_K: 4, T.Q5_K: 5, T.Q6_K: 6}  # unsigned codes' widths
-# sixteen tokens against a whole tile row on AMX (tile_amx.py): the 32-weight types with
-# four-token shapes, Q4_K, and the k-quants whose scales fold into their codes (type -> how)
-DOTS_TILES = {}
-FOLDED_SCALES = {T.Q2_K: PLAIN, T.Q3_K: NEGATED, T.Q5_K: SPLIT, T.Q6_K: DIGITS}
-FOLDS = {_t: fold_scales(_kind, KQUANT_PARTS[_t][3]) for _t, _kind in FOLDED_SCALES.items()}
-LEGACY_OFFSETS = {_t: parts[2] for _t, parts in LEGACY_PARTS.items()}  # codes stored + this
 for _t, (_codes, _scales, _offset, _has_m, _signed, _per_flush) in LEGACY_PARTS.items():
     if _t not in EIGHT_LANE_TYPES:
         DOTS_QUAD[_t] = legacy_quad_shape(_offset, _has_m)
-        DOTS_TILES[_t] = legacy_tile_rows(_offset, _has_m)
-DOTS_TILES[T.Q4_K] = q4_k_tile_rows()
-for _t, _kind in FOLDED_SCALES.items():
-    DOTS_TILES[_t] = folded_tile_rows(_kind)
-# unpacked words per tile block in a tile row (codes, then scales and mins), and the bytes
-# of activations per tile dot (the A tiles' rows)
-TILE_ROW_WORDS = {_t: (PER_BLOCK, 0) for _t in DOTS_TILES}
-TILE_K_BYTES = dict.fromkeys(DOTS_TILES, 32)
-for _t in (T.Q4_K, *FOLDED_SCALES):
-    _planes = PLANES[FOLDED_SCALES[_t]] if _t in FOLDED_SCALES else 1  # copies of the codes
-    TILE_ROW_WORDS[_t] = (_planes * UNPACKED_CODES, UNPACKED_GROUPS)
-for _t in FOLDED_SCALES:
-    TILE_K_BYTES[_t] = 64
 for _t, (_codes, _group, _scales, _words, _per_flush) in KQUANT_PARTS.items():
     DOTS_QUAD[_t] = kquant_quad_shape(_words, CODE_BITS[_t], split_min=_t in SPLIT_MIN,
                                       per_pair=_t in SPLIT_MIN, tiled_order=_t in TILED_ORDER)  # fmt: skip

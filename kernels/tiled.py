@@ -57,6 +57,7 @@ from .simd import (
 )
 from .threads import TASK_SIG, keep_alive, parallel_for, pointer, start_pool, task_range
 from .tile_amx import TOKENS, aligned_empty, rows_config
+from .tile_amx_types import FOLDED_SCALES
 from .tile_dispatch import (
     acc_load,
     acc_row_total,
@@ -80,7 +81,6 @@ from .tile_dispatch import (
 )
 from .tile_dots import (
     DOTS_QUAD,
-    FOLDED_SCALES,
     ROW_CODES,
     ROW_FLOATS,
     UNPACKED_CODES,
