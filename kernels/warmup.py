@@ -12,6 +12,7 @@ from ..formats.ggml_types import TYPE_INFO, GGMLType
 from . import linear
 from .cache_locator import warm_stamp
 from .cpu_features import best_isa
+from .gc_pause import gc_paused
 from .tile_dots import TILED_FROM, TILED_ORDER
 from .warmup_ops import FLOAT_OP_GROUPS
 
@@ -109,7 +110,9 @@ def warmup(
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(processes, mp_context=context) as pool:
             list(pool.map(_warm_tasks, [[task] for task in tasks], [isas] * len(tasks)))
-    _warm_tasks(tasks, isas)
+    warmed = bool(stamp and stamp.exists())
+    with gc_paused(freeze=True) if warmed else contextlib.nullcontext():  # loads (gc_pause)
+        _warm_tasks(tasks, isas)
     if stamp:
         with contextlib.suppress(OSError):
             stamp.touch()

@@ -50,7 +50,7 @@ def test_fresh_and_cached_builds_agree(tmp_path, smollm2_path):
 
 
 WARMUP_SCRIPT = r"""
-import sys
+import gc, sys
 from llamba.formats.ggml_types import GGMLType
 from llamba.kernels import warmup as W
 
@@ -59,15 +59,18 @@ if sys.argv[1] == "again":  # a warm cache must not start worker processes
         def __init__(self, *args, **kwargs):
             raise AssertionError("worker processes started for a warm cache")
     W.ProcessPoolExecutor = NoPool
+collections = []
+gc.callbacks.append(lambda phase, info: collections.append(phase))
 W.warmup(types=[GGMLType.Q4_0, GGMLType.Q8_0], processes=2, float_ops=False)
-print("ok")
+print("ok", len(collections) if sys.argv[1] == "again" else 0)
 """
 
 
 @pytest.mark.slow
 def test_warmup_compiles_in_workers_once(tmp_path):
     """`llamba warmup` shares the compiling among processes the first time; once the kernels
-    are cached it loads them in-process (workers would cost more than the whole load)."""
+    are cached it loads them in-process (workers would cost more than the whole load), with
+    the garbage collector paused (kernels/gc_pause.py)."""
     for run in ("first", "again"):
         r = subprocess.run(
             [sys.executable, "-c", WARMUP_SCRIPT, run],
@@ -77,7 +80,7 @@ def test_warmup_compiles_in_workers_once(tmp_path):
             timeout=900,
         )
         assert r.returncode == 0, r.stderr
-        assert r.stdout.split() == ["ok"]
+        assert r.stdout.split() == ["ok", "0"]  # and loading ran no garbage collection
 
 
 COVERAGE_SCRIPT = r"""
