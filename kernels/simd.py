@@ -232,23 +232,36 @@ def store_i32(typingctx, arr, index, value):
     return types.void(arr, types.intp, value), codegen
 
 
-@intrinsic
-def prefetch(typingctx, arr, index):
-    """Hint that arr[index] (a 1-D array) will be read soon: its cache line is fetched
-    ahead; never faults, also past the array's end."""
+def _prefetch_into(locality, doc):
+    @intrinsic
+    def prefetch(typingctx, arr, index):
+        def codegen(context, builder, signature, args):
+            ptr = _element_ptr(context, builder, arr, args[0], args[1], ir.IntType(8))
+            i32 = ir.IntType(32)
+            _call(builder, "llvm.prefetch.p0", ir.VoidType(),
+                  [ptr, ir.Constant(i32, 0), ir.Constant(i32, locality), ir.Constant(i32, 1)])  # fmt: skip
+            return context.get_dummy_value()
 
-    def codegen(context, builder, signature, args):
-        ptr = _element_ptr(context, builder, arr, args[0], args[1], ir.IntType(8))
-        i32 = ir.IntType(32)
-        # read, into L2 (locality 2: prefetcht1), data cache. Into L1 too (prefetcht0), the
-        # matvecs from DRAM streamed less, each line holding an L1 fill buffer the kernel's
-        # own loads wait on: 11008x4096, of the bandwidth, Q4_K 82-84 -> 89-91 %, Q4_0 94 ->
-        # 99 %, the other types unchanged (interleaved runs); prefetchnta halved them
-        _call(builder, "llvm.prefetch.p0", ir.VoidType(),
-              [ptr, ir.Constant(i32, 0), ir.Constant(i32, 2), ir.Constant(i32, 1)])  # fmt: skip
-        return context.get_dummy_value()
+        return types.void(arr, types.intp), codegen
 
-    return types.void(arr, types.intp), codegen
+    prefetch.__doc__ = doc
+    return prefetch
+
+
+# read, data cache. Into L2 (locality 2: prefetcht1): into L1 too (prefetcht0), the matvecs
+# from DRAM streamed less, each line holding an L1 fill buffer the kernel's own loads wait
+# on: 11008x4096, of the bandwidth, Q4_K 82-84 -> 89-91 %, Q4_0 94 -> 99 %, the other types
+# unchanged (interleaved runs); prefetchnta halved them
+prefetch = _prefetch_into(
+    2,
+    """Hint that arr[index] (a 1-D array) will be read soon: its cache
+    line is fetched into L2 ahead; never faults, also past the array's end.""",
+)
+prefetch_l1 = _prefetch_into(
+    3,
+    """As prefetch, into L1 (prefetcht0): for lines in L2 that the
+    next few hundred instructions read.""",
+)
 
 
 @intrinsic
