@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from numba.core import caching, config
+from numba.core.runtime import rtsys
 
 KERNELS_DIR = Path(__file__).resolve().parent
 
@@ -102,8 +103,33 @@ def _remove_stale_once(base_dir: str) -> None:
     remove_stale(base_dir)
 
 
+def _kernel_loads_lightly(load_overload):
+    """Cache.load_overload that, for kernels, refreshes only what rebuilding one needs.
+
+    Numba refreshes the target context before every cache load, and the first refresh of a
+    process imports and installs every typing and lowering registry Numba has (numpy,
+    random, typed containers, jitclass, ...): 0.05-0.09 s of loading the kernel set from
+    the cache (0.49 -> 0.445 s in-process, median of 5), none of which a rebuild from
+    machine code uses. Kernels need the NRT up (their code calls it, and its symbols must
+    be defined before the JIT links them); whatever compiles later refreshes the contexts
+    itself (CompilerBase). Other functions load as Numba loads them."""
+
+    def load(self, sig, target_context):
+        if not isinstance(getattr(self._impl, "locator", None), KernelCacheLocator):
+            return load_overload(self, sig, target_context)
+        rtsys.initialize(target_context)
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+
+    load.light = True
+    return load
+
+
 def install() -> None:
-    """Put KernelCacheLocator first in Numba's list of cache locators (idempotent)."""
+    """Put KernelCacheLocator first in Numba's list of cache locators and kernel loads on
+    the light refresh (idempotent)."""
     impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
     if KernelCacheLocator not in impl._locator_classes:
         impl._locator_classes.insert(0, KernelCacheLocator)
+    if not getattr(caching.Cache.load_overload, "light", False):
+        caching.Cache.load_overload = _kernel_loads_lightly(caching.Cache.load_overload)

@@ -158,3 +158,51 @@ def test_warm_type_compiles_every_matmul_kernel():
             x = np.ones((n_tok, n_in), np.float32)
             linear.matmul(w, x, np.empty((n_tok, 16), np.float32))
         assert compiled() == before, t.name
+
+
+LIGHT_LOAD_SCRIPT = r"""
+import sys
+import numpy as np
+from numba import njit
+from numba.core import event
+from llamba.formats.ggml_types import GGMLType
+from llamba.kernels.warmup import warm_type
+
+with event.install_recorder("numba:compile") as rec:
+    warm_type(GGMLType.Q8_0, ["portable"])  # compiles (first run) or loads from the cache
+compiled = any(ev.is_start for _, ev in rec.buffer)
+if sys.argv[1] == "first":
+    print(compiled)
+    sys.exit()
+# loaded, and without Numba's registries (linalg is one): the light refresh
+print(compiled, "numba.np.linalg" in sys.modules)
+
+
+@njit(cache=False)
+def user_code(x):  # np.sort, a dict, np.cumsum: registries the kernels' loads did not install
+    d = {1: np.sort(x)[0]}
+    return d[1] + np.cumsum(x)[-1] + np.sqrt(x[0])
+
+
+print(user_code(np.array([4.0, 3.0])))
+warm_type(GGMLType.Q4_0, ["portable"])  # not in the cache: compiles after the light loads
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_code_compiles_after_kernels_load_from_the_cache(tmp_path):
+    """Kernels load from the cache without Numba's full context refresh (cache_locator): a
+    program's own Numba code, and kernels missing from the cache, still compile after."""
+    outputs = []
+    for run in ("first", "again"):
+        r = subprocess.run(
+            [sys.executable, "-c", LIGHT_LOAD_SCRIPT, run],
+            env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert r.returncode == 0, r.stderr
+        outputs.append(r.stdout.split())
+    assert outputs == [["True"], ["False", "False", "12.0", "ok"]]
