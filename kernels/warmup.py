@@ -16,12 +16,12 @@ from .gc_pause import gc_paused
 from .tile_dots import TILED_FROM, TILED_ORDER
 from .warmup_ops import FLOAT_OP_GROUPS
 
-# rough relative cold compile time per type (seconds in one process at 003ed3e, Q4_K and
-# Q4_0 raised for their AMX tile rows; only the order matters): k-quants compile three
-# shapes each, the float types one kernel
-COMPILE_COST = {GGMLType.Q4_K: 9, GGMLType.Q2_K: 8, GGMLType.Q3_K: 8, GGMLType.Q5_K: 7,
-                GGMLType.Q4_0: 7, GGMLType.Q6_K: 6, GGMLType.Q5_0: 6, GGMLType.F16: 3,
-                GGMLType.Q4_1: 3, GGMLType.Q5_1: 3, GGMLType.Q8_0: 3}  # fmt: skip
+# cold compile seconds per type, each alone in a fresh cache (ctime-style, at 3fa7f37;
+# only the order matters): k-quants compile three shapes each, the float types one kernel
+COMPILE_COST = {GGMLType.Q3_K: 11.5, GGMLType.Q6_K: 11.1, GGMLType.Q5_K: 10.9,
+                GGMLType.Q2_K: 10.6, GGMLType.Q4_0: 10.0, GGMLType.Q4_K: 9.8,
+                GGMLType.Q5_0: 5.9, GGMLType.Q4_1: 5.9, GGMLType.Q5_1: 5.9, GGMLType.Q8_0: 5.7,
+                GGMLType.F16: 1.2, GGMLType.BF16: 1.2, GGMLType.F32: 1.0}  # fmt: skip
 
 
 def warm_type(t: GGMLType, isas: list[str]) -> None:
