@@ -233,6 +233,8 @@ def store_i32(typingctx, arr, index, value):
 
 
 def _prefetch_into(locality, doc):
+    """A prefetch intrinsic for reads (llvm.prefetch, data cache) at this locality."""
+
     @intrinsic
     def prefetch(typingctx, arr, index):
         def codegen(context, builder, signature, args):
@@ -248,19 +250,18 @@ def _prefetch_into(locality, doc):
     return prefetch
 
 
-# read, data cache. Into L2 (locality 2: prefetcht1): into L1 too (prefetcht0), the matvecs
-# from DRAM streamed less, each line holding an L1 fill buffer the kernel's own loads wait
-# on: 11008x4096, of the bandwidth, Q4_K 82-84 -> 89-91 %, Q4_0 94 -> 99 %, the other types
-# unchanged (interleaved runs); prefetchnta halved them
+# prefetch: into L2 (prefetcht1). Into L1 too (prefetcht0), the matvecs from DRAM streamed
+# less, each line holding an L1 fill buffer the kernel's own loads wait on: 11008x4096, of
+# the bandwidth, Q4_K 82-84 -> 89-91 %, Q4_0 94 -> 99 %, the other types unchanged
+# (interleaved runs); prefetchnta halved them
+PREFETCH_DOC = "Hint that arr[index] (a 1-D array) will be read soon: its cache line is "
 prefetch = _prefetch_into(
-    2,
-    """Hint that arr[index] (a 1-D array) will be read soon: its cache
-    line is fetched into L2 ahead; never faults, also past the array's end.""",
+    2, PREFETCH_DOC + "fetched into L2 ahead; never faults, also past the array's end."
 )
 prefetch_l1 = _prefetch_into(
     3,
-    """As prefetch, into L1 (prefetcht0): for lines in L2 that the
-    next few hundred instructions read.""",
+    PREFETCH_DOC + "fetched into L1 (for lines in L2 that the next few hundred "
+    "instructions read); never faults, also past the array's end.",
 )
 
 
