@@ -131,6 +131,13 @@ def bench_matvec(types, shapes, repeats, rng, probe: BandwidthProbe | None = Non
     return rows
 
 
+# numpy's BLAS threads spin for a while after each call (OpenBLAS: about 0.1 s), taking the
+# cores from whatever runs next: a prompt matmul right after numpy's ran at half speed (Q2_K,
+# 4096x4096 x 512, two threads: 1515 -> 732 GOP/s; 1419 after this pause), so each side's
+# timing starts after it
+SETTLE_S = 0.2
+
+
 def bench_matmul(types, n_out, n_in, n_tok, repeats, rng):
     rows = []
     x = rng.standard_normal((n_tok, n_in), np.float32)
@@ -139,9 +146,11 @@ def bench_matmul(types, n_out, n_in, n_tok, repeats, rng):
         t = GGMLType[name]
         w = linear.pack_weight(random_weight(t, n_out, n_in, rng), t, n_in)
         out = np.empty((n_tok, n_out), np.float32)
+        time.sleep(SETTLE_S)
         sec = median_seconds(lambda w=w, out=out: linear.matmul(w, x, out), repeats)
         dense = linear.dequantize(w)  # (n_out, n_in) float32
         ref = np.empty((n_tok, n_out), np.float32)
+        time.sleep(SETTLE_S)
         sec_np = median_seconds(lambda d=dense, r=ref: np.matmul(x, d.T, out=r), repeats)
         rows.append({"type": name, "gop_per_s": ops / sec / 1e9, "numpy_gop_per_s": ops / sec_np / 1e9,
                      "ratio": sec_np / sec})  # fmt: skip
