@@ -27,24 +27,24 @@ print(hashlib.sha256(logits.tobytes()).hexdigest())
 """
 
 
-def run_with_cache(cache_dir) -> str:
+def run_script(script: str, cache_dir, *args: str) -> list[str]:
+    """The words a Python script printed, run in a new process on this kernel cache."""
     r = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
+        [sys.executable, "-c", script, *args],
         env={**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)},
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert r.returncode == 0, r.stderr
-    warm, digest = r.stdout.split()
-    return warm, digest
+    return r.stdout.split()
 
 
 @pytest.mark.slow
 def test_fresh_and_cached_builds_agree(tmp_path, smollm2_path):
-    was_warm, cold = run_with_cache(tmp_path)  # compiles and writes the cache
+    was_warm, cold = run_script(SCRIPT, tmp_path)  # compiles and writes the cache
     assert was_warm == "False"  # nothing compiled in this cache before
-    was_warm, warm = run_with_cache(tmp_path)  # loads it
+    was_warm, warm = run_script(SCRIPT, tmp_path)  # loads it
     assert was_warm == "True"
     assert cold == warm
 
@@ -71,16 +71,8 @@ def test_warmup_compiles_in_workers_once(tmp_path):
     """`llamba warmup` shares the compiling among processes the first time; once the kernels
     are cached it loads them in-process (workers would cost more than the whole load), with
     the garbage collector paused (kernels/gc_pause.py)."""
-    for run in ("first", "again"):
-        r = subprocess.run(
-            [sys.executable, "-c", WARMUP_SCRIPT, run],
-            env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)},
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        assert r.returncode == 0, r.stderr
-        assert r.stdout.split() == ["ok", "0"]  # and loading ran no garbage collection
+    for run in ("first", "again"):  # and loading ran no garbage collection
+        assert run_script(WARMUP_SCRIPT, tmp_path, run) == ["ok", "0"]
 
 
 COVERAGE_SCRIPT = r"""
@@ -194,15 +186,5 @@ print("ok")
 def test_code_compiles_after_kernels_load_from_the_cache(tmp_path):
     """Kernels load from the cache without Numba's full context refresh (cache_locator): a
     program's own Numba code, and kernels missing from the cache, still compile after."""
-    outputs = []
-    for run in ("first", "again"):
-        r = subprocess.run(
-            [sys.executable, "-c", LIGHT_LOAD_SCRIPT, run],
-            env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)},
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        assert r.returncode == 0, r.stderr
-        outputs.append(r.stdout.split())
-    assert outputs == [["True"], ["False", "False", "12.0", "ok"]]
+    assert run_script(LIGHT_LOAD_SCRIPT, tmp_path, "first") == ["True"]  # compiled
+    assert run_script(LIGHT_LOAD_SCRIPT, tmp_path, "again") == ["False", "False", "12.0", "ok"]
