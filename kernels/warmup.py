@@ -99,7 +99,8 @@ def warmup(
     # once compiled, loading from the cache takes well under a second: worker processes
     # (each starting Python and Numba) would only add to it
     stamp = warmup_stamp(types, isas, float_ops)
-    if processes > 1 and len(tasks) > 1 and not (stamp and stamp.exists()):
+    warmed = bool(stamp and stamp.exists())  # all in the cache: loads only
+    if processes > 1 and len(tasks) > 1 and not warmed:
         # one task per type or op group: a worker that is done takes the next, so the
         # processes finish together (fixed shares left one idle for seconds)
         # imported here: a warmed cache never starts workers, and these imports alone
@@ -110,7 +111,6 @@ def warmup(
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(processes, mp_context=context) as pool:
             list(pool.map(_warm_tasks, [[task] for task in tasks], [isas] * len(tasks)))
-    warmed = bool(stamp and stamp.exists())
     with gc_paused(freeze=True) if warmed else contextlib.nullcontext():  # loads (gc_pause)
         _warm_tasks(tasks, isas)
     if stamp:
